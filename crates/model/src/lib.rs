@@ -1,0 +1,43 @@
+//! Pure domain types and spec parsing for Pave: `pave.yaml`, Backstage
+//! `catalog-info.yaml`, entity references. No I/O lives here.
+
+pub mod entity;
+pub mod error;
+pub mod parse;
+pub mod reference;
+pub mod service_spec;
+pub mod suggest;
+
+pub use entity::{Entity, Kind, Link, Metadata};
+pub use error::{SpecError, SpecErrors};
+pub use parse::{ParsedEntity, parse_file};
+pub use reference::{EntityRef, RefError};
+pub use service_spec::{PaveSpec, ServiceSpec};
+
+/// Backstage's name rule: 1–63 characters, `[a-zA-Z0-9]` runs joined by one of `-_.`.
+/// Returns the rule text on failure.
+pub fn entity_name_rule(s: &str) -> Result<(), &'static str> {
+    const RULE: &str = "1-63 characters of [a-zA-Z0-9] separated by single '-', '_' or '.'";
+    if s.is_empty() || s.len() > 63 {
+        return Err(RULE);
+    }
+    let bytes = s.as_bytes();
+    let sep = |b: u8| matches!(b, b'-' | b'_' | b'.');
+    if sep(bytes[0]) || sep(bytes[bytes.len() - 1]) {
+        return Err(RULE);
+    }
+    let mut prev_sep = false;
+    for &b in bytes {
+        if sep(b) {
+            if prev_sep {
+                return Err(RULE);
+            }
+            prev_sep = true;
+        } else if b.is_ascii_alphanumeric() {
+            prev_sep = false;
+        } else {
+            return Err(RULE);
+        }
+    }
+    Ok(())
+}
