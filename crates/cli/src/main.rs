@@ -1,1 +1,93 @@
-fn main() {}
+//! `pave`: the Pave command line — run the platform (`pave up`) and talk to it.
+
+mod client;
+mod commands;
+mod config;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Pave: the paved road from idea to production, in one binary.
+#[derive(Parser)]
+#[command(name = "pave", version, about, long_about = None, after_help = "\
+Start the platform with `pave up`, then, in another terminal in the same directory:
+  pave apply -f catalog/       register teams and services
+  pave services                list them
+  pave audit verify            check the tamper-evident event log
+
+The server and token come from --server/--token (PAVE_SERVER/PAVE_TOKEN), else
+`pave login`, else the .pave/ directory that `pave up` writes.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Pave server URL.
+    #[arg(long, global = true, env = "PAVE_SERVER")]
+    server: Option<String>,
+    /// API token.
+    #[arg(long, global = true, env = "PAVE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the platform: API, portal and event log on an embedded database.
+    Up(commands::up::UpArgs),
+    /// Save a server URL and token for later commands.
+    Login(commands::login::LoginArgs),
+    /// Forget saved credentials.
+    Logout,
+    /// Show who the current token is.
+    Whoami(commands::JsonFlag),
+    /// Register or update teams and services from pave.yaml and catalog-info.yaml files.
+    Apply(commands::apply::ApplyArgs),
+    /// List services.
+    Services(commands::catalog::ListArgs),
+    /// Show one service.
+    Service(commands::catalog::ShowArgs),
+    /// List teams.
+    Teams(commands::catalog::ListArgs),
+    /// Show one team and the services it owns.
+    Team(commands::catalog::ShowArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(commands::tokens::TokenCommand),
+    /// Read and verify the tamper-evident event log.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            commands::report_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (server, token) = (cli.server, cli.token);
+    match cli.command {
+        Command::Up(args) => commands::up::run(args).await,
+        Command::Login(args) => commands::login::login(args, server, token).await,
+        Command::Logout => commands::login::logout(),
+        Command::Whoami(args) => commands::login::whoami(args, server, token).await,
+        Command::Apply(args) => commands::apply::run(args, server, token).await,
+        Command::Services(args) => commands::catalog::services(args, server, token).await,
+        Command::Service(args) => commands::catalog::service(args, server, token).await,
+        Command::Teams(args) => commands::catalog::teams(args, server, token).await,
+        Command::Team(args) => commands::catalog::team(args, server, token).await,
+        Command::Token(cmd) => commands::tokens::run(cmd, server, token).await,
+        Command::Audit(cmd) => commands::audit::run(cmd, server, token).await,
+    }
+}

@@ -1,0 +1,174 @@
+//! `pave services`, `pave service`, `pave teams`, `pave team`.
+
+use super::{QUICK, client};
+use crate::output::{self, or_dash, table};
+use anyhow::Result;
+use serde_json::Value;
+use std::process::ExitCode;
+
+/// Options of list commands.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of show commands.
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// Name.
+    pub name: String,
+    /// Namespace (default `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn query(namespace: &Option<String>) -> String {
+    namespace
+        .as_ref()
+        .map(|ns| format!("?namespace={}", urlencode(ns)))
+        .unwrap_or_default()
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v[key].as_str()
+}
+
+/// Lists services.
+pub async fn services(args: ListArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+    let list: Vec<Value> = client(server, token, QUICK)?
+        .get(&format!("/api/v1/services{}", query(&args.namespace)))
+        .await?;
+    if args.json {
+        output::json(&list)?;
+    } else if list.is_empty() {
+        println!("No services yet. Register some with `pave apply -f <dir>`.");
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|v| {
+                vec![
+                    or_dash(s(v, "name")),
+                    or_dash(s(v, "owner")),
+                    or_dash(s(v, "system")),
+                    or_dash(s(v, "lifecycle")),
+                    or_dash(s(v, "type")),
+                ]
+            })
+            .collect();
+        table(&["NAME", "OWNER", "SYSTEM", "LIFECYCLE", "TYPE"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_relations(v: &Value) {
+    if let Some(relations) = v["relations"].as_object()
+        && !relations.is_empty()
+    {
+        println!("relations:");
+        for (rel, targets) in relations {
+            let targets: Vec<&str> = targets
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!("  {rel:<14} {}", targets.join(", "));
+        }
+    }
+}
+
+/// Shows one service.
+pub async fn service(args: ShowArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+    let v: Value = client(server, token, QUICK)?
+        .get(&format!("/api/v1/services/{}{}", urlencode(&args.name), query(&args.namespace)))
+        .await?;
+    if args.json {
+        output::json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", or_dash(s(&v, "name")));
+    if let Some(d) = s(&v, "description") {
+        println!("  {d}");
+    }
+    for (label, key) in [("owner", "owner"), ("system", "system"), ("lifecycle", "lifecycle"), ("type", "type"), ("defined in", "origin")] {
+        println!("{label:<11} {}", or_dash(s(&v, key)));
+    }
+    if let Some(links) = v["links"].as_array()
+        && !links.is_empty()
+    {
+        println!("links:");
+        for l in links {
+            println!("  {} {}", or_dash(s(l, "title")), or_dash(s(l, "url")));
+        }
+    }
+    print_relations(&v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists teams.
+pub async fn teams(args: ListArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+    let list: Vec<Value> = client(server, token, QUICK)?
+        .get(&format!("/api/v1/teams{}", query(&args.namespace)))
+        .await?;
+    if args.json {
+        output::json(&list)?;
+    } else if list.is_empty() {
+        println!("No teams yet.");
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|v| {
+                vec![
+                    or_dash(s(v, "name")),
+                    or_dash(s(v, "type")),
+                    or_dash(s(v, "parent")),
+                    v["services"].as_u64().unwrap_or(0).to_string(),
+                    or_dash(s(v, "title")),
+                ]
+            })
+            .collect();
+        table(&["NAME", "TYPE", "PARENT", "SERVICES", "TITLE"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows one team.
+pub async fn team(args: ShowArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+    let v: Value = client(server, token, QUICK)?
+        .get(&format!("/api/v1/teams/{}{}", urlencode(&args.name), query(&args.namespace)))
+        .await?;
+    if args.json {
+        output::json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", or_dash(s(&v, "name")));
+    for (label, key) in [("type", "type"), ("parent", "parent"), ("title", "title")] {
+        println!("{label:<8} {}", or_dash(s(&v, key)));
+    }
+    let services: Vec<&str> = v["services_owned"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    println!("services ({}): {}", services.len(), if services.is_empty() { "-".to_string() } else { services.join(", ") });
+    print_relations(&v);
+    Ok(ExitCode::SUCCESS)
+}

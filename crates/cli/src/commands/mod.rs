@@ -1,0 +1,61 @@
+//! One module per command group.
+
+pub mod apply;
+pub mod audit;
+pub mod catalog;
+pub mod login;
+pub mod tokens;
+pub mod up;
+
+use crate::client::{ApiFailure, Client};
+use crate::config;
+use std::time::Duration;
+
+/// `--json` for commands that print data.
+#[derive(clap::Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A client for the resolved server and token.
+pub fn client(server: Option<String>, token: Option<String>, timeout: Duration) -> anyhow::Result<Client> {
+    Client::new(config::resolve(server, token)?, timeout)
+}
+
+/// The default request timeout for quick calls.
+pub const QUICK: Duration = Duration::from_secs(30);
+
+/// Prints an error the way a user can act on it.
+pub fn report_error(e: &anyhow::Error) {
+    if let Some(failure) = e.downcast_ref::<ApiFailure>() {
+        eprintln!("error: {}", failure.message);
+        if let Some(errors) = failure.details.get("errors").and_then(|v| v.as_array()) {
+            if errors.len() > 1 {
+                for spec in errors {
+                    eprintln!("  {}", format_spec_error(spec));
+                }
+            } else if let Some(expected) = errors.first().and_then(|e| e["expected"].as_str()) {
+                eprintln!("  expected: {expected}");
+            }
+        }
+        return;
+    }
+    eprintln!("error: {e:#}");
+}
+
+/// `file:line:column: message (expected ...)` from a spec error in an API answer.
+pub fn format_spec_error(spec: &serde_json::Value) -> String {
+    let mut line = format!(
+        "{}:{}:{}: {}",
+        spec["file"].as_str().unwrap_or("?"),
+        spec["line"].as_u64().unwrap_or(0),
+        spec["column"].as_u64().unwrap_or(0),
+        spec["message"].as_str().unwrap_or("")
+    );
+    if let Some(expected) = spec["expected"].as_str() {
+        line.push_str(&format!(" (expected {expected})"));
+    }
+    line
+}

@@ -1,0 +1,270 @@
+//! `POST /api/v1/apply`: register teams and services from `pave.yaml` and
+//! Backstage descriptors. All-or-nothing: every file is parsed, planned and
+//! authorized before one store transaction writes anything.
+
+use crate::auth::{Auth, Developer, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use pave_catalog::{PlannedEntity, plan_import};
+use pave_model::{EntityRef, Kind, SpecError, SpecErrors, parse_file};
+use pave_store::{ApplyOutcome, EntityInput, EntityRow, RelationRow};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// Files to apply.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The files' paths (as the user named them, for error messages) and contents.
+    pub files: Vec<ApplyFile>,
+    /// Validate and report what would change, without writing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One file of an apply.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyFile {
+    pub path: String,
+    pub content: String,
+}
+
+/// What an apply changed (or would change, for a dry run), as entity keys.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApplyResponse {
+    pub dry_run: bool,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Owner teams named by a `pave.yaml` that did not exist and were created.
+    pub implied_teams: Vec<String>,
+}
+
+/// Register or update catalog entities from files.
+#[utoipa::path(post, path = "/api/v1/apply", tag = "catalog", request_body = ApplyRequest,
+    security(("bearer" = [])),
+    responses((status = 200, description = "applied", body = ApplyResponse),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+              (status = 422, description = "a spec error; details list file, line, column", body = crate::error::ErrorBody)))]
+pub async fn apply(
+    auth: Auth<Developer>,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ApplyRequest>,
+) -> ApiResult<Json<ApplyResponse>> {
+    if req.files.is_empty() {
+        return Err(ApiError::invalid("invalid_body", "no files to apply"));
+    }
+    let plan = parse_and_plan(&req.files)?;
+    let keys: Vec<String> = plan.iter().map(|p| p.entity_ref.key()).collect();
+    let existing: HashMap<String, EntityRow> = state
+        .store
+        .get_entities(&keys)
+        .await?
+        .into_iter()
+        .map(|row| (row.key.clone(), row))
+        .collect();
+    let implied = implied_teams(&state, &plan, &existing).await?;
+    authorize(&auth.principal, &plan, &implied, &existing)?;
+
+    let mut inputs: Vec<EntityInput> = plan.iter().map(entity_input).collect::<ApiResult<_>>()?;
+    inputs.extend(implied.iter().map(implied_team_input));
+    let implied_teams = implied.iter().map(|r| r.name.clone()).collect();
+
+    let outcome = if req.dry_run {
+        predict(&inputs, &existing)
+    } else {
+        state
+            .store
+            .apply_entities(&inputs, &auth.principal.actor())
+            .await?
+    };
+    Ok(Json(ApplyResponse {
+        dry_run: req.dry_run,
+        created: outcome.created,
+        updated: outcome.updated,
+        unchanged: outcome.unchanged,
+        implied_teams,
+    }))
+}
+
+fn parse_and_plan(files: &[ApplyFile]) -> ApiResult<Vec<PlannedEntity>> {
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    for file in files {
+        match parse_file(&file.path, &file.content) {
+            Ok(entities) => parsed.extend(entities),
+            Err(SpecErrors(errs)) => errors.extend(errs),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(spec_error(errors));
+    }
+    plan_import(parsed)
+        .map(|plan| plan.entities)
+        .map_err(|SpecErrors(errs)| spec_error(errs))
+}
+
+/// 422 with every located error in `details.errors`.
+fn spec_error(errors: Vec<SpecError>) -> ApiError {
+    let message = match errors.as_slice() {
+        [one] => one.to_string(),
+        [first, ..] => format!("{first} (and {} more)", errors.len() - 1),
+        [] => "invalid spec".to_string(),
+    };
+    ApiError::invalid("invalid_spec", message)
+        .with_details(serde_json::json!({ "errors": errors }))
+}
+
+/// Owner teams that `pave.yaml` services name but nobody defined: Pave creates
+/// them so that `pave apply -f pave.yaml` works on an empty catalog.
+async fn implied_teams(
+    state: &AppState,
+    plan: &[PlannedEntity],
+    existing: &HashMap<String, EntityRow>,
+) -> ApiResult<Vec<EntityRef>> {
+    let in_batch: BTreeSet<String> = plan.iter().map(|p| p.entity_ref.key()).collect();
+    let wanted: BTreeSet<EntityRef> = plan
+        .iter()
+        .filter(|p| from_pave_yaml(p))
+        .filter_map(|p| p.owner.clone())
+        .filter(|o| o.kind == Kind::Group && !in_batch.contains(&o.key()) && !existing.contains_key(&o.key()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = wanted.iter().map(EntityRef::key).collect();
+    let found: BTreeSet<String> = state
+        .store
+        .get_entities(&keys)
+        .await?
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    Ok(wanted.into_iter().filter(|w| !found.contains(&w.key())).collect())
+}
+
+fn from_pave_yaml(p: &PlannedEntity) -> bool {
+    p.parsed
+        .entity
+        .metadata
+        .annotations
+        .get("pave.dev/source")
+        .is_some_and(|s| s == "pave.yaml")
+}
+
+/// The team a change to this entity belongs to, for team-scoped tokens.
+fn owning_team(entity_ref: &EntityRef, owner: Option<&EntityRef>) -> Option<String> {
+    match owner {
+        Some(o) if o.kind == Kind::Group => Some(o.name.clone()),
+        Some(_) => None,
+        None if entity_ref.kind == Kind::Group => Some(entity_ref.name.clone()),
+        None => None,
+    }
+}
+
+fn authorize(
+    principal: &Principal,
+    plan: &[PlannedEntity],
+    implied: &[EntityRef],
+    existing: &HashMap<String, EntityRow>,
+) -> ApiResult<()> {
+    let mut denied = Vec::new();
+    for p in plan {
+        let new_team = owning_team(&p.entity_ref, p.owner.as_ref());
+        let old_team = existing.get(&p.entity_ref.key()).map(|row| {
+            row.owner_key
+                .as_deref()
+                .map(|k| crate::views::ref_name(k).to_string())
+                .or_else(|| (row.kind == "Group").then(|| row.name.clone()))
+        });
+        let allowed = principal.may_change_team(new_team.as_deref())
+            && old_team.is_none_or(|old| principal.may_change_team(old.as_deref()));
+        if !allowed {
+            denied.push(format!(
+                "{} ({}:{}): owned by {}",
+                p.entity_ref,
+                p.parsed.file,
+                p.parsed.line,
+                new_team.as_deref().unwrap_or("no team")
+            ));
+        }
+    }
+    for team in implied {
+        if !principal.may_change_team(Some(&team.name)) {
+            denied.push(format!("{team}: creating another team"));
+        }
+    }
+    if denied.is_empty() {
+        return Ok(());
+    }
+    let team = principal.team.as_deref().unwrap_or("-");
+    Err(ApiError::forbidden(format!(
+        "your token may change only team `{team}`'s entities; refused: {}",
+        denied.join("; ")
+    ))
+    .with_details(serde_json::json!({ "refused": denied })))
+}
+
+fn relation_rows(p: &PlannedEntity) -> Vec<RelationRow> {
+    p.relations
+        .iter()
+        .map(|r| RelationRow {
+            source_key: r.source.key(),
+            rel_type: r.rel_type.to_string(),
+            target_key: r.target.key(),
+        })
+        .collect()
+}
+
+fn entity_input(p: &PlannedEntity) -> ApiResult<EntityInput> {
+    let document = serde_json::to_value(&p.parsed.entity).map_err(ApiError::internal)?;
+    Ok(EntityInput {
+        key: p.entity_ref.key(),
+        kind: p.entity_ref.kind.as_str().to_string(),
+        namespace: p.entity_ref.namespace.clone(),
+        name: p.entity_ref.name.clone(),
+        owner_key: p.owner.as_ref().map(EntityRef::key),
+        document,
+        origin: Some(format!("{}:{}:{}", p.parsed.file, p.parsed.line, p.parsed.column)),
+        relations: relation_rows(p),
+    })
+}
+
+fn implied_team_input(team: &EntityRef) -> EntityInput {
+    EntityInput {
+        key: team.key(),
+        kind: Kind::Group.as_str().to_string(),
+        namespace: team.namespace.clone(),
+        name: team.name.clone(),
+        owner_key: None,
+        document: serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Group",
+            "metadata": {
+                "name": team.name,
+                "namespace": team.namespace,
+                "annotations": { "pave.dev/source": "implied-by-owner" }
+            },
+            "spec": { "type": "team", "children": [] }
+        }),
+        origin: None,
+        relations: Vec::new(),
+    }
+}
+
+/// What an apply would do, without writing (dry run).
+fn predict(inputs: &[EntityInput], existing: &HashMap<String, EntityRow>) -> ApplyOutcome {
+    let mut outcome = ApplyOutcome::default();
+    for input in inputs {
+        match existing.get(&input.key) {
+            None => outcome.created.push(input.key.clone()),
+            Some(row) if row.document == input.document => outcome.unchanged.push(input.key.clone()),
+            Some(_) => outcome.updated.push(input.key.clone()),
+        }
+    }
+    outcome
+}

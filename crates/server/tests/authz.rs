@@ -1,0 +1,154 @@
+//! Walks every route of the OpenAPI document with no token, a wrong token and
+//! each role, and checks the answer. A route added to the API without an
+//! entry here, or without the `Auth<..>` extractor, makes this test fail.
+
+mod common;
+
+use pave_server::auth::Role;
+use reqwest::StatusCode;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug)]
+enum Access {
+    Public,
+    AtLeast(Role),
+}
+use Access::*;
+
+/// The authorization table: every (method, path) of the API.
+const TABLE: &[(&str, &str, Access)] = &[
+    ("get", "/healthz", Public),
+    ("get", "/readyz", Public),
+    ("post", "/api/v1/apply", AtLeast(Role::Developer)),
+    ("get", "/api/v1/services", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/services/{name}", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/teams", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/teams/{name}", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/entities", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/entities/{kind}/{namespace}/{name}", AtLeast(Role::Viewer)),
+    ("delete", "/api/v1/entities/{kind}/{namespace}/{name}", AtLeast(Role::Developer)),
+    ("post", "/api/v1/tokens", AtLeast(Role::Admin)),
+    ("get", "/api/v1/tokens", AtLeast(Role::Admin)),
+    ("delete", "/api/v1/tokens/{id}", AtLeast(Role::Admin)),
+    ("get", "/api/v1/whoami", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/audit/events", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/audit/verify", AtLeast(Role::Viewer)),
+];
+
+fn concrete(path: &str) -> String {
+    path.replace("{kind}", "component")
+        .replace("{namespace}", "default")
+        .replace("{name}", "does-not-exist")
+        .replace("{id}", "01AAAAAAAAAAAAAAAAAAAAAAAA")
+}
+
+/// Every route in the served OpenAPI document, as (method, path).
+fn documented_routes(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                routes.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> StatusCode {
+    let url = format!("{base}{}", concrete(path));
+    let mut req = match method {
+        "get" => client.get(&url),
+        "post" => client.post(&url).header("content-type", "application/json").body("{}"),
+        "put" => client.put(&url).header("content-type", "application/json").body("{}"),
+        "patch" => client.patch(&url).header("content-type", "application/json").body("{}"),
+        "delete" => client.delete(&url),
+        other => panic!("unexpected method {other}"),
+    };
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.expect("request").status()
+}
+
+#[tokio::test]
+async fn every_documented_route_is_in_the_table_and_enforced() {
+    let server = common::start().await;
+    let client = common::http();
+    let doc: serde_json::Value = client
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let routes = documented_routes(&doc);
+    assert!(routes.len() >= TABLE.len(), "the document lost routes: {routes:?}");
+
+    let mut failures = Vec::new();
+    for (method, path) in &routes {
+        let Some(&(_, _, access)) = TABLE.iter().find(|(m, p, _)| m == method && p == path) else {
+            failures.push(format!(
+                "{method} {path}: not in the authz table — decide who may call it and add it"
+            ));
+            continue;
+        };
+        let anonymous = call(&client, &server.url, method, path, None).await;
+        let wrong = call(&client, &server.url, method, path, Some("pave_0000000000000000000000000000000000000000000000000000000000000000")).await;
+        match access {
+            Public => {
+                if matches!(anonymous, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                    failures.push(format!("{method} {path}: public route answered {anonymous} without a token"));
+                }
+            }
+            AtLeast(required) => {
+                if anonymous != StatusCode::UNAUTHORIZED {
+                    failures.push(format!("{method} {path}: no token answered {anonymous}, want 401"));
+                }
+                if wrong != StatusCode::UNAUTHORIZED {
+                    failures.push(format!("{method} {path}: wrong token answered {wrong}, want 401"));
+                }
+                for role in Role::ALL {
+                    let status = call(&client, &server.url, method, path, Some(&server.tokens[&role])).await;
+                    let allowed = role >= required;
+                    let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+                    if allowed && denied {
+                        failures.push(format!("{method} {path}: {} was refused ({status})", role.as_str()));
+                    }
+                    if !allowed && status != StatusCode::FORBIDDEN {
+                        failures.push(format!("{method} {path}: {} answered {status}, want 403", role.as_str()));
+                    }
+                }
+            }
+        }
+    }
+    for (method, path, _) in TABLE {
+        if !routes.iter().any(|(m, p)| m == method && p == path) {
+            failures.push(format!("{method} {path}: in the table but not in the OpenAPI document"));
+        }
+    }
+    assert!(failures.is_empty(), "authorization failures:\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_generated_one() {
+    let server = common::start().await;
+    let served: serde_json::Value = common::http()
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let generated = serde_json::to_value(pave_server::openapi()).expect("serialize");
+    assert_eq!(served, generated);
+    assert_eq!(served["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+}
