@@ -3,6 +3,9 @@
 
 pub mod entity;
 pub mod error;
+mod fast_yaml;
+mod node;
+mod node_de;
 pub mod parse;
 pub mod reference;
 pub mod service_spec;
@@ -10,7 +13,7 @@ pub mod suggest;
 
 pub use entity::{Entity, Kind, Link, Metadata};
 pub use error::{SpecError, SpecErrors};
-pub use parse::{ParsedEntity, parse_file};
+pub use parse::{ParsedEntity, RefField, parse_file, reference_fields};
 pub use reference::{EntityRef, RefError};
 pub use service_spec::{PaveSpec, ServiceSpec};
 

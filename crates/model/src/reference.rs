@@ -37,7 +37,21 @@ impl EntityRef {
     }
 
     /// Parses `[kind:][namespace/]name`, filling in defaults.
-    pub fn parse(s: &str, default_kind: Kind, default_namespace: &str) -> Result<EntityRef, RefError> {
+    pub fn parse(
+        s: &str,
+        default_kind: Kind,
+        default_namespace: &str,
+    ) -> Result<EntityRef, RefError> {
+        let (kind, namespace, name) = EntityRef::split(s, default_kind, default_namespace)?;
+        Ok(EntityRef::new(kind, namespace, name))
+    }
+
+    /// Checks `[kind:][namespace/]name` without allocating; returns its parts.
+    pub(crate) fn split<'a>(
+        s: &'a str,
+        default_kind: Kind,
+        default_namespace: &'a str,
+    ) -> Result<(Kind, &'a str, &'a str), RefError> {
         let s = s.trim();
         if s.is_empty() {
             return Err(RefError::Empty);
@@ -67,7 +81,7 @@ impl EntityRef {
                 rule,
             });
         }
-        Ok(EntityRef::new(kind, namespace, name))
+        Ok((kind, namespace, name))
     }
 
     /// The store key: lowercase `kind:namespace/name` (names are unique

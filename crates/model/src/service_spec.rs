@@ -39,8 +39,16 @@ pub struct ServiceSpec {
     pub tags: Vec<String>,
     #[serde(default, rename = "dependsOn", skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
-    #[serde(default, rename = "providesApis", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "providesApis",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub provides_apis: Vec<String>,
-    #[serde(default, rename = "consumesApis", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "consumesApis",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub consumes_apis: Vec<String>,
 }
