@@ -1,0 +1,15 @@
+//! The pipeline room: plan a run (matrix expansion, the DAG of jobs,
+//! expressions), and execute steps as child processes with a
+//! content-addressed step cache, artifacts and JUnit reports. The same engine
+//! serves `pave run` on a laptop and agents in CI.
+
+// Planning (owned by the planner work): expressions and the job DAG.
+pub mod expr;
+pub mod plan;
+
+// Execution (owned by the executor work): processes, cache, artifacts, reports.
+pub mod artifacts;
+pub mod cache;
+pub mod exec;
+pub mod junit;
+pub mod mask;
