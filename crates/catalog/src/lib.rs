@@ -62,38 +62,8 @@ fn relation_pair(kind: Kind, field: &str) -> Option<(&'static str, &'static str)
 /// identical to a sequential run.
 pub fn plan_import(parsed: Vec<ParsedEntity>) -> Result<ImportPlan, SpecErrors> {
     const PARALLEL_FROM: usize = 2048;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8);
     let planned: Vec<Result<PlannedEntity, Vec<SpecError>>> =
-        if threads > 1 && parsed.len() >= PARALLEL_FROM {
-            let chunk = parsed.len().div_ceil(threads);
-            let mut chunks: Vec<Vec<ParsedEntity>> = Vec::with_capacity(threads);
-            let mut rest = parsed;
-            while rest.len() > chunk {
-                let tail = rest.split_off(chunk);
-                chunks.push(rest);
-                rest = tail;
-            }
-            chunks.push(rest);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = chunks
-                    .into_iter()
-                    .map(|c| scope.spawn(move || c.into_iter().map(plan_one).collect::<Vec<_>>()))
-                    .collect();
-                let mut all = Vec::new();
-                for h in handles {
-                    match h.join() {
-                        Ok(part) => all.extend(part),
-                        // A panic in `plan_one` would be a bug; surface it where it happened.
-                        Err(payload) => std::panic::resume_unwind(payload),
-                    }
-                }
-                all
-            })
-        } else {
-            parsed.into_iter().map(plan_one).collect()
-        };
+        pave_model::par::par_map(parsed, PARALLEL_FROM, plan_one);
 
     let mut errors = Vec::new();
     let mut seen: HashMap<String, (String, usize)> = HashMap::with_capacity(planned.len());

@@ -57,10 +57,17 @@ impl Client {
 
     /// DELETE; expects no body back.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.send::<(), Value>(Method::DELETE, path, None).await.map(|_| ())
+        self.send::<(), Value>(Method::DELETE, path, None)
+            .await
+            .map(|_| ())
     }
 
-    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T> {
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
         let url = format!("{}{}", self.target.server, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.target.token {

@@ -37,7 +37,9 @@ pub fn credentials_path() -> Option<PathBuf> {
     } else if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME") {
         PathBuf::from(xdg).join("pave")
     } else {
-        PathBuf::from(std::env::var_os("HOME")?).join(".config").join("pave")
+        PathBuf::from(std::env::var_os("HOME")?)
+            .join(".config")
+            .join("pave")
     };
     Some(dir.join("credentials.json"))
 }
@@ -58,7 +60,8 @@ pub fn load_credentials() -> Result<Option<Credentials>> {
 
 /// Saves credentials (mode 0600).
 pub fn save_credentials(creds: &Credentials) -> Result<PathBuf> {
-    let path = credentials_path().context("cannot find a config directory (set HOME or PAVE_CONFIG_DIR)")?;
+    let path = credentials_path()
+        .context("cannot find a config directory (set HOME or PAVE_CONFIG_DIR)")?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -111,11 +114,19 @@ pub fn resolve(server_flag: Option<String>, token_flag: Option<String>) -> Resul
     let local = find_local_data_dir();
     let server = server_flag
         .or_else(|| saved.as_ref().map(|c| c.server.clone()))
-        .or_else(|| local.as_ref().and_then(|d| read_trimmed(&d.join(SERVER_FILE))))
+        .or_else(|| {
+            local
+                .as_ref()
+                .and_then(|d| read_trimmed(&d.join(SERVER_FILE)))
+        })
         .unwrap_or_else(|| DEFAULT_SERVER.to_string());
     let token = token_flag
         .or_else(|| saved.as_ref().map(|c| c.token.clone()))
-        .or_else(|| local.as_ref().and_then(|d| read_trimmed(&d.join(ADMIN_TOKEN_FILE))));
+        .or_else(|| {
+            local
+                .as_ref()
+                .and_then(|d| read_trimmed(&d.join(ADMIN_TOKEN_FILE)))
+        });
     Ok(Target {
         server: server.trim_end_matches('/').to_string(),
         token,

@@ -20,39 +20,81 @@ fn apply_a_catalog_folder_then_read_it_everywhere() {
     let applied = pave.cli(&["apply", "-f", "catalog"]);
     assert!(applied.status.success(), "{}", stderr(&applied));
     let text = stdout(&applied);
-    assert!(text.contains("Applied 6 entities from 3 files: 6 created"), "{text}");
+    assert!(
+        text.contains("Applied 6 entities from 3 files: 6 created"),
+        "{text}"
+    );
 
     let services = json(&pave.cli(&["services", "--json"]));
-    let names: Vec<&str> = services.as_array().expect("array").iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> = services
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(names, ["hello", "ledger"]);
 
     let hello = json(&pave.cli(&["service", "hello", "--json"]));
     assert_eq!(hello["owner"], "platform");
-    assert_eq!(hello["relations"]["dependsOn"], serde_json::json!(["component:default/ledger"]));
-    assert_eq!(hello["relations"]["consumesApi"], serde_json::json!(["api:default/ledger-api"]));
+    assert_eq!(
+        hello["relations"]["dependsOn"],
+        serde_json::json!(["component:default/ledger"])
+    );
+    assert_eq!(
+        hello["relations"]["consumesApi"],
+        serde_json::json!(["api:default/ledger-api"])
+    );
     let ledger = json(&pave.cli(&["service", "ledger", "--json"]));
-    assert_eq!(ledger["relations"]["dependencyOf"], serde_json::json!(["component:default/hello"]));
-    assert_eq!(ledger["relations"]["apiConsumedBy"], Value::Null, "apiConsumedBy belongs to the API");
+    assert_eq!(
+        ledger["relations"]["dependencyOf"],
+        serde_json::json!(["component:default/hello"])
+    );
+    assert_eq!(
+        ledger["relations"]["apiConsumedBy"],
+        Value::Null,
+        "apiConsumedBy belongs to the API"
+    );
 
     let teams = stdout(&pave.cli(&["teams"]));
-    assert!(teams.contains("payments") && teams.contains("platform"), "{teams}");
+    assert!(
+        teams.contains("payments") && teams.contains("platform"),
+        "{teams}"
+    );
     let shown = stdout(&pave.cli(&["service", "ledger"]));
-    assert!(shown.contains("owner       payments") && shown.contains("Runbook"), "{shown}");
+    assert!(
+        shown.contains("owner       payments") && shown.contains("Runbook"),
+        "{shown}"
+    );
 
     let (status, page) = http_get(&pave.url, "/").expect("portal");
     assert_eq!(status, 200);
-    assert!(page.contains("/services/hello") && page.contains("/services/ledger"), "{page}");
+    assert!(
+        page.contains("/services/hello") && page.contains("/services/ledger"),
+        "{page}"
+    );
     let (status, page) = http_get(&pave.url, "/teams/payments").expect("team page");
     assert_eq!(status, 200);
     assert!(page.contains("ledger"));
 
     // Re-applying is idempotent.
     let again = stdout(&pave.cli(&["apply", "-f", "catalog"]));
-    assert!(again.contains("0 created, 0 updated, 6 unchanged"), "{again}");
+    assert!(
+        again.contains("0 created, 0 updated, 6 unchanged"),
+        "{again}"
+    );
 
-    let log = json(&pave.cli(&["audit", "log", "--subject", "component:default/hello", "--json"]));
+    let log = json(&pave.cli(&[
+        "audit",
+        "log",
+        "--subject",
+        "component:default/hello",
+        "--json",
+    ]));
     assert_eq!(log.as_array().map(Vec::len), Some(1));
-    assert_eq!(log[0]["actor"].as_str().map(|a| a.starts_with("token:")), Some(true));
+    assert_eq!(
+        log[0]["actor"].as_str().map(|a| a.starts_with("token:")),
+        Some(true)
+    );
     let verify = pave.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).starts_with("OK: "), "{}", stdout(&verify));
@@ -62,7 +104,10 @@ fn apply_a_catalog_folder_then_read_it_everywhere() {
 fn bad_pave_yaml_names_file_line_column_and_stores_nothing() {
     let dir = scratch_dir("bad");
     write_catalog(&dir);
-    write(&dir.join("catalog/broken/pave.yaml"), "service:\n  name: broken\n  ownr: platform\n");
+    write(
+        &dir.join("catalog/broken/pave.yaml"),
+        "service:\n  name: broken\n  ownr: platform\n",
+    );
     let pave = Pave::start(&dir, &[]);
     let out = pave.cli(&["apply", "-f", "catalog"]);
     assert_eq!(out.status.code(), Some(1));
@@ -73,8 +118,15 @@ fn bad_pave_yaml_names_file_line_column_and_stores_nothing() {
     assert_eq!(services, serde_json::json!([]));
 
     let dry = pave.cli(&["apply", "-f", "catalog/checkout", "--dry-run"]);
-    assert!(stdout(&dry).contains("Would apply 3 entities"), "{}", stdout(&dry));
-    assert_eq!(json(&pave.cli(&["services", "--json"])), serde_json::json!([]));
+    assert!(
+        stdout(&dry).contains("Would apply 3 entities"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(
+        json(&pave.cli(&["services", "--json"])),
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -98,10 +150,17 @@ fn tokens_roles_and_login() {
             .expect("run")
     };
     assert!(as_viewer(&["services"]).status.success());
-    write(&elsewhere.join("pave.yaml"), "service:\n  name: sneaky\n  owner: platform\n");
+    write(
+        &elsewhere.join("pave.yaml"),
+        "service:\n  name: sneaky\n  owner: platform\n",
+    );
     let refused = as_viewer(&["apply", "-f", "pave.yaml"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("needs the developer role"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("needs the developer role"),
+        "{}",
+        stderr(&refused)
+    );
 
     // login saves credentials that work from any directory.
     let login = common::pave_cmd(&elsewhere)
@@ -109,15 +168,27 @@ fn tokens_roles_and_login() {
         .output()
         .expect("login");
     assert!(login.status.success(), "{}", stderr(&login));
-    let me = common::pave_cmd(&elsewhere).args(["whoami", "--json"]).output().expect("whoami");
+    let me = common::pave_cmd(&elsewhere)
+        .args(["whoami", "--json"])
+        .output()
+        .expect("whoami");
     assert_eq!(json(&me)["role"], "viewer");
 
     let list = json(&pave.cli(&["token", "list", "--json"]));
-    let reader = list.as_array().expect("list").iter().find(|t| t["name"] == "reader").expect("reader").clone();
+    let reader = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|t| t["name"] == "reader")
+        .expect("reader")
+        .clone();
     assert!(!list.to_string().contains(&secret));
     let revoke = pave.cli(&["token", "revoke", reader["id"].as_str().expect("id")]);
     assert!(revoke.status.success(), "{}", stderr(&revoke));
-    let me = common::pave_cmd(&elsewhere).args(["whoami"]).output().expect("whoami");
+    let me = common::pave_cmd(&elsewhere)
+        .args(["whoami"])
+        .output()
+        .expect("whoami");
     assert_eq!(me.status.code(), Some(1));
 }
 
@@ -155,7 +226,10 @@ fn audit_verify_catches_a_tampered_database() {
 
     // Edit one event's payload behind Pave's back.
     let db = dir.join(".pave/pave.db");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     runtime.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
@@ -168,14 +242,27 @@ fn audit_verify_catches_a_tampered_database() {
     });
 
     let offline = common::pave_cmd(&dir)
-        .args(["audit", "verify", "--database", &format!("sqlite://{}", db.display())])
+        .args([
+            "audit",
+            "verify",
+            "--database",
+            &format!("sqlite://{}", db.display()),
+        ])
         .output()
         .expect("verify");
     assert_eq!(offline.status.code(), Some(1));
-    assert!(stderr(&offline).contains("entry #4"), "{}", stderr(&offline));
+    assert!(
+        stderr(&offline).contains("entry #4"),
+        "{}",
+        stderr(&offline)
+    );
 
     let pave = Pave::start(&dir, &[]);
     let online = pave.cli(&["audit", "verify"]);
     assert_eq!(online.status.code(), Some(1));
-    assert!(stderr(&online).contains("TAMPERED: entry #4"), "{}", stderr(&online));
+    assert!(
+        stderr(&online).contains("TAMPERED: entry #4"),
+        "{}",
+        stderr(&online)
+    );
 }

@@ -15,27 +15,49 @@ async fn fresh_database() -> Option<(String, String)> {
         Ok(conn) => conn,
         Err(e) => {
             if std::env::var("PAVE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL at 127.0.0.1:5432 is required (PAVE_REQUIRE_POSTGRES=1) but: {e}");
+                panic!(
+                    "PostgreSQL at 127.0.0.1:5432 is required (PAVE_REQUIRE_POSTGRES=1) but: {e}"
+                );
             }
-            eprintln!("\n*** PostgreSQL at 127.0.0.1:5432 not reachable ({e}): PostgreSQL test SKIPPED ***\n");
+            eprintln!(
+                "\n*** PostgreSQL at 127.0.0.1:5432 not reachable ({e}): PostgreSQL test SKIPPED ***\n"
+            );
             return None;
         }
     };
-    let name = format!("pave_e2e_{}_{}", std::process::id(), std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
-    Some((name.clone(), format!("postgres://postgres@127.0.0.1:5432/{name}")))
+    let name = format!(
+        "pave_e2e_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    Some((
+        name.clone(),
+        format!("postgres://postgres@127.0.0.1:5432/{name}"),
+    ))
 }
 
 async fn drop_database(name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(ADMIN_URL).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_one_database_fifty_writers_one_linear_chain() {
-    let Some((name, url)) = fresh_database().await else { return };
+    let Some((name, url)) = fresh_database().await else {
+        return;
+    };
     let (dir_a, dir_b) = (scratch_dir("pg-a"), scratch_dir("pg-b"));
     let (a, b) = {
         let (url_a, url_b) = (url.clone(), url.clone());
@@ -49,7 +71,11 @@ async fn two_servers_one_database_fifty_writers_one_linear_chain() {
     let client = reqwest::Client::new();
     let mut writers = Vec::new();
     for i in 0..50 {
-        let (server, token) = if i % 2 == 0 { (&a, &a.token) } else { (&b, &b.token) };
+        let (server, token) = if i % 2 == 0 {
+            (&a, &a.token)
+        } else {
+            (&b, &b.token)
+        };
         let (client, base, token) = (client.clone(), server.url.clone(), token.clone());
         writers.push(tokio::spawn(async move {
             for round in 0..3 {
@@ -93,11 +119,20 @@ async fn two_servers_one_database_fifty_writers_one_linear_chain() {
         .await
         .expect("json");
     // 2 bootstrap tokens + 5 implied teams + 50 services created + 100 updates.
-    assert_eq!(events.len(), 2 + 5 + 150, "every write left exactly one event");
+    assert_eq!(
+        events.len(),
+        2 + 5 + 150,
+        "every write left exactly one event"
+    );
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["seq"].as_i64(), Some(i as i64 + 1), "gapless");
         if i > 0 {
-            assert_eq!(e["prev_hash"], events[i - 1]["hash"], "linked at seq {}", i + 1);
+            assert_eq!(
+                e["prev_hash"],
+                events[i - 1]["hash"],
+                "linked at seq {}",
+                i + 1
+            );
         }
     }
     drop(a);

@@ -19,7 +19,17 @@ pub const SESSION_COOKIE: &str = "pave_session";
 
 /// A role, ordered by power.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -126,7 +136,10 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Prin
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <token>`"))?
             .trim();
-        let row = state.tokens.lookup(&state.store, &hash_secret(secret)).await?;
+        let row = state
+            .tokens
+            .lookup(&state.store, &hash_secret(secret))
+            .await?;
         return match row {
             Some(row) => Principal::from_row(row).map(Some),
             None => Err(ApiError::unauthenticated("unknown or revoked token")),
@@ -191,9 +204,9 @@ impl<R: MinRole> FromRequestParts<AppState> for Auth<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = authenticate(parts, state)
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("this endpoint needs a token (Authorization: Bearer <token>)"))?;
+        let principal = authenticate(parts, state).await?.ok_or_else(|| {
+            ApiError::unauthenticated("this endpoint needs a token (Authorization: Bearer <token>)")
+        })?;
         if principal.role < R::ROLE {
             return Err(ApiError::forbidden(format!(
                 "this needs the {} role; your token has {}",

@@ -74,7 +74,12 @@ pub fn service_summary(row: &EntityRow) -> ServiceSummary {
         tags: doc
             .pointer("/metadata/tags")
             .and_then(Value::as_array)
-            .map(|tags| tags.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default(),
         updated_at: row.updated_at.clone(),
     }

@@ -64,7 +64,10 @@ async fn get(server: &common::TestServer, path: &str, role: Role) -> (StatusCode
 async fn event_count(server: &common::TestServer) -> usize {
     server
         .store
-        .list_events(&EventQuery { limit: Some(10_000), ..EventQuery::default() })
+        .list_events(&EventQuery {
+            limit: Some(10_000),
+            ..EventQuery::default()
+        })
         .await
         .expect("events")
         .len()
@@ -74,7 +77,12 @@ async fn event_count(server: &common::TestServer) -> usize {
 async fn apply_registers_entities_with_relations_both_ways() {
     let server = common::start().await;
     let admin = server.tokens[&Role::Admin].clone();
-    let (status, body) = apply(&server, &admin, json!([{ "path": "catalog-info.yaml", "content": CATALOG }])).await;
+    let (status, body) = apply(
+        &server,
+        &admin,
+        json!([{ "path": "catalog-info.yaml", "content": CATALOG }]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["created"].as_array().map(Vec::len), Some(3));
 
@@ -82,19 +90,36 @@ async fn apply_registers_entities_with_relations_both_ways() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(service["owner"], "payments");
     assert_eq!(service["system"], "checkout");
-    assert_eq!(service["relations"]["ownedBy"], json!(["group:default/payments"]));
-    assert_eq!(service["relations"]["partOf"], json!(["system:default/checkout"]));
-    assert_eq!(service["relations"]["dependsOn"], json!(["component:default/billing"]));
+    assert_eq!(
+        service["relations"]["ownedBy"],
+        json!(["group:default/payments"])
+    );
+    assert_eq!(
+        service["relations"]["partOf"],
+        json!(["system:default/checkout"])
+    );
+    assert_eq!(
+        service["relations"]["dependsOn"],
+        json!(["component:default/billing"])
+    );
     assert_eq!(service["document"]["metadata"]["x-custom"], "kept");
 
     let (_, team) = get(&server, "/api/v1/teams/payments", Role::Viewer).await;
     assert_eq!(team["services"], 1);
     let owner_of = team["relations"]["ownerOf"].as_array().expect("ownerOf");
-    assert!(owner_of.contains(&json!("component:default/ledger")), "{team}");
+    assert!(
+        owner_of.contains(&json!("component:default/ledger")),
+        "{team}"
+    );
 
     // Applying the same thing again changes nothing and appends no events.
     let before = event_count(&server).await;
-    let (_, again) = apply(&server, &admin, json!([{ "path": "catalog-info.yaml", "content": CATALOG }])).await;
+    let (_, again) = apply(
+        &server,
+        &admin,
+        json!([{ "path": "catalog-info.yaml", "content": CATALOG }]),
+    )
+    .await;
     assert_eq!(again["unchanged"].as_array().map(Vec::len), Some(3));
     assert_eq!(event_count(&server).await, before);
 }
@@ -121,9 +146,16 @@ async fn one_bad_file_stores_nothing_and_names_file_line_column() {
     assert_eq!(first["line"], 3);
     assert_eq!(first["column"], 3);
     let message = first["message"].as_str().unwrap_or("");
-    assert!(message.contains("ownr") && message.contains("owner"), "{message}");
+    assert!(
+        message.contains("ownr") && message.contains("owner"),
+        "{message}"
+    );
 
-    let stored = server.store.list_entities(&EntityFilter::default()).await.expect("list");
+    let stored = server
+        .store
+        .list_entities(&EntityFilter::default())
+        .await
+        .expect("list");
     assert!(stored.is_empty(), "nothing may be stored: {stored:?}");
     assert_eq!(event_count(&server).await, before);
 }
@@ -136,7 +168,10 @@ async fn unreadable_and_misshapen_bodies_get_the_error_shape() {
     for (body, want) in [
         ("{not json", StatusCode::BAD_REQUEST),
         ("{\"files\": 3}", StatusCode::UNPROCESSABLE_ENTITY),
-        ("{\"files\": [], \"surprise\": 1}", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "{\"files\": [], \"surprise\": 1}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("{\"files\": []}", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
         let response = client
@@ -149,7 +184,10 @@ async fn unreadable_and_misshapen_bodies_get_the_error_shape() {
             .expect("post");
         assert_eq!(response.status(), want, "body {body}");
         let json: Value = response.json().await.expect("json error");
-        assert!(json["error"]["code"].is_string() && json["error"]["message"].is_string(), "{json}");
+        assert!(
+            json["error"]["code"].is_string() && json["error"]["message"].is_string(),
+            "{json}"
+        );
     }
     let response = client
         .post(format!("{}/api/v1/tokens", server.url))
@@ -168,11 +206,21 @@ async fn unreadable_and_misshapen_bodies_get_the_error_shape() {
 async fn team_scoped_developer_changes_only_its_team() {
     let server = common::start().await;
     let admin = server.tokens[&Role::Admin].clone();
-    apply(&server, &admin, json!([{ "path": "catalog-info.yaml", "content": CATALOG }])).await;
+    apply(
+        &server,
+        &admin,
+        json!([{ "path": "catalog-info.yaml", "content": CATALOG }]),
+    )
+    .await;
     let dev = common::make_token(&server.store, Role::Developer, Some("search")).await;
 
     let mine = "service:\n  name: indexer\n  owner: search\n";
-    let (status, body) = apply(&server, &dev, json!([{ "path": "pave.yaml", "content": mine }])).await;
+    let (status, body) = apply(
+        &server,
+        &dev,
+        json!([{ "path": "pave.yaml", "content": mine }]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["implied_teams"], json!(["search"]));
 
@@ -187,14 +235,23 @@ async fn team_scoped_developer_changes_only_its_team() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("ledger"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ledger"),
+        "{body}"
+    );
     assert_eq!(event_count(&server).await, before);
     let (status, _) = get(&server, "/api/v1/services/crawler", Role::Viewer).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Deleting another team's entity is refused too.
     let response = common::http()
-        .delete(format!("{}/api/v1/entities/component/default/ledger", server.url))
+        .delete(format!(
+            "{}/api/v1/entities/component/default/ledger",
+            server.url
+        ))
         .bearer_auth(&dev)
         .send()
         .await
@@ -241,12 +298,22 @@ async fn token_secrets_are_shown_once_and_never_stored_or_logged() {
         .await
         .expect("text");
     let events = serde_json::to_string(
-        &server.store.list_events(&EventQuery { limit: Some(10_000), ..EventQuery::default() }).await.expect("events"),
+        &server
+            .store
+            .list_events(&EventQuery {
+                limit: Some(10_000),
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events"),
     )
     .expect("json");
     let hash = pave_server::auth::hash_secret(&secret);
     for haystack in [&list, &events] {
-        assert!(!haystack.contains(&secret) && !haystack.contains(&hash), "secret leaked");
+        assert!(
+            !haystack.contains(&secret) && !haystack.contains(&hash),
+            "secret leaked"
+        );
     }
 
     // Revoked: stops working at once.
@@ -273,30 +340,91 @@ async fn token_secrets_are_shown_once_and_never_stored_or_logged() {
 async fn portal_shows_the_catalog_escaped_and_signs_in_with_a_token() {
     let server = common::start().await;
     let admin = server.tokens[&Role::Admin].clone();
-    apply(&server, &admin, json!([{ "path": "catalog-info.yaml", "content": CATALOG }])).await;
+    apply(
+        &server,
+        &admin,
+        json!([{ "path": "catalog-info.yaml", "content": CATALOG }]),
+    )
+    .await;
     let client = common::http();
-    let list = client.get(format!("{}/", server.url)).send().await.expect("portal").text().await.expect("html");
+    let list = client
+        .get(format!("{}/", server.url))
+        .send()
+        .await
+        .expect("portal")
+        .text()
+        .await
+        .expect("html");
     assert!(list.contains("href=\"/services/ledger\""), "{list}");
-    assert!(list.contains("The &lt;b&gt;ledger&lt;/b&gt; &amp; friends"), "description must be escaped");
-    let page = client.get(format!("{}/services/ledger", server.url)).send().await.expect("page");
+    assert!(
+        list.contains("The &lt;b&gt;ledger&lt;/b&gt; &amp; friends"),
+        "description must be escaped"
+    );
+    let page = client
+        .get(format!("{}/services/ledger", server.url))
+        .send()
+        .await
+        .expect("page");
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.expect("html");
-    assert!(page.contains("href=\"/teams/payments\"") && page.contains("system:default/checkout"), "{page}");
-    let team = client.get(format!("{}/teams/payments", server.url)).send().await.expect("team").text().await.expect("html");
+    assert!(
+        page.contains("href=\"/teams/payments\"") && page.contains("system:default/checkout"),
+        "{page}"
+    );
+    let team = client
+        .get(format!("{}/teams/payments", server.url))
+        .send()
+        .await
+        .expect("team")
+        .text()
+        .await
+        .expect("html");
     assert!(team.contains("ledger"));
-    let missing = client.get(format!("{}/services/nope", server.url)).send().await.expect("missing");
+    let missing = client
+        .get(format!("{}/services/nope", server.url))
+        .send()
+        .await
+        .expect("missing");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
-    let bad = client.post(format!("{}/login", server.url)).form(&[("token", "pave_wrong")]).send().await.expect("login");
+    let bad = client
+        .post(format!("{}/login", server.url))
+        .form(&[("token", "pave_wrong")])
+        .send()
+        .await
+        .expect("login");
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
-    let ok = client.post(format!("{}/login", server.url)).form(&[("token", admin.as_str())]).send().await.expect("login");
+    let ok = client
+        .post(format!("{}/login", server.url))
+        .form(&[("token", admin.as_str())])
+        .send()
+        .await
+        .expect("login");
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-    let cookie = ok.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_string();
+    let cookie = ok
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie")
+        .to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let session = cookie.split(';').next().expect("pair").to_string();
-    let signed_in = client.get(format!("{}/", server.url)).header("cookie", &session).send().await.expect("page").text().await.expect("html");
+    let signed_in = client
+        .get(format!("{}/", server.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
     assert!(signed_in.contains("Signed in"), "{signed_in}");
     // The session also authenticates API calls from the portal.
-    let me = client.get(format!("{}/api/v1/whoami", server.url)).header("cookie", &session).send().await.expect("whoami");
+    let me = client
+        .get(format!("{}/api/v1/whoami", server.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("whoami");
     assert_eq!(me.status(), StatusCode::OK);
 }

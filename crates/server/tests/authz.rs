@@ -25,8 +25,16 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("get", "/api/v1/teams", AtLeast(Role::Viewer)),
     ("get", "/api/v1/teams/{name}", AtLeast(Role::Viewer)),
     ("get", "/api/v1/entities", AtLeast(Role::Viewer)),
-    ("get", "/api/v1/entities/{kind}/{namespace}/{name}", AtLeast(Role::Viewer)),
-    ("delete", "/api/v1/entities/{kind}/{namespace}/{name}", AtLeast(Role::Developer)),
+    (
+        "get",
+        "/api/v1/entities/{kind}/{namespace}/{name}",
+        AtLeast(Role::Viewer),
+    ),
+    (
+        "delete",
+        "/api/v1/entities/{kind}/{namespace}/{name}",
+        AtLeast(Role::Developer),
+    ),
     ("post", "/api/v1/tokens", AtLeast(Role::Admin)),
     ("get", "/api/v1/tokens", AtLeast(Role::Admin)),
     ("delete", "/api/v1/tokens/{id}", AtLeast(Role::Admin)),
@@ -65,9 +73,18 @@ async fn call(
     let url = format!("{base}{}", concrete(path));
     let mut req = match method {
         "get" => client.get(&url),
-        "post" => client.post(&url).header("content-type", "application/json").body("{}"),
-        "put" => client.put(&url).header("content-type", "application/json").body("{}"),
-        "patch" => client.patch(&url).header("content-type", "application/json").body("{}"),
+        "post" => client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{}"),
+        "put" => client
+            .put(&url)
+            .header("content-type", "application/json")
+            .body("{}"),
+        "patch" => client
+            .patch(&url)
+            .header("content-type", "application/json")
+            .body("{}"),
         "delete" => client.delete(&url),
         other => panic!("unexpected method {other}"),
     };
@@ -90,7 +107,10 @@ async fn every_documented_route_is_in_the_table_and_enforced() {
         .await
         .expect("json");
     let routes = documented_routes(&doc);
-    assert!(routes.len() >= TABLE.len(), "the document lost routes: {routes:?}");
+    assert!(
+        routes.len() >= TABLE.len(),
+        "the document lost routes: {routes:?}"
+    );
 
     let mut failures = Vec::new();
     for (method, path) in &routes {
@@ -101,29 +121,55 @@ async fn every_documented_route_is_in_the_table_and_enforced() {
             continue;
         };
         let anonymous = call(&client, &server.url, method, path, None).await;
-        let wrong = call(&client, &server.url, method, path, Some("pave_0000000000000000000000000000000000000000000000000000000000000000")).await;
+        let wrong = call(
+            &client,
+            &server.url,
+            method,
+            path,
+            Some("pave_0000000000000000000000000000000000000000000000000000000000000000"),
+        )
+        .await;
         match access {
             Public => {
                 if matches!(anonymous, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                    failures.push(format!("{method} {path}: public route answered {anonymous} without a token"));
+                    failures.push(format!(
+                        "{method} {path}: public route answered {anonymous} without a token"
+                    ));
                 }
             }
             AtLeast(required) => {
                 if anonymous != StatusCode::UNAUTHORIZED {
-                    failures.push(format!("{method} {path}: no token answered {anonymous}, want 401"));
+                    failures.push(format!(
+                        "{method} {path}: no token answered {anonymous}, want 401"
+                    ));
                 }
                 if wrong != StatusCode::UNAUTHORIZED {
-                    failures.push(format!("{method} {path}: wrong token answered {wrong}, want 401"));
+                    failures.push(format!(
+                        "{method} {path}: wrong token answered {wrong}, want 401"
+                    ));
                 }
                 for role in Role::ALL {
-                    let status = call(&client, &server.url, method, path, Some(&server.tokens[&role])).await;
+                    let status = call(
+                        &client,
+                        &server.url,
+                        method,
+                        path,
+                        Some(&server.tokens[&role]),
+                    )
+                    .await;
                     let allowed = role >= required;
                     let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
                     if allowed && denied {
-                        failures.push(format!("{method} {path}: {} was refused ({status})", role.as_str()));
+                        failures.push(format!(
+                            "{method} {path}: {} was refused ({status})",
+                            role.as_str()
+                        ));
                     }
                     if !allowed && status != StatusCode::FORBIDDEN {
-                        failures.push(format!("{method} {path}: {} answered {status}, want 403", role.as_str()));
+                        failures.push(format!(
+                            "{method} {path}: {} answered {status}, want 403",
+                            role.as_str()
+                        ));
                     }
                 }
             }
@@ -131,10 +177,16 @@ async fn every_documented_route_is_in_the_table_and_enforced() {
     }
     for (method, path, _) in TABLE {
         if !routes.iter().any(|(m, p)| m == method && p == path) {
-            failures.push(format!("{method} {path}: in the table but not in the OpenAPI document"));
+            failures.push(format!(
+                "{method} {path}: in the table but not in the OpenAPI document"
+            ));
         }
     }
-    assert!(failures.is_empty(), "authorization failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "authorization failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -150,5 +202,8 @@ async fn the_served_document_is_the_generated_one() {
         .expect("json");
     let generated = serde_json::to_value(pave_server::openapi()).expect("serialize");
     assert_eq!(served, generated);
-    assert_eq!(served["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+    assert_eq!(
+        served["openapi"].as_str().map(|v| v.starts_with("3.")),
+        Some(true)
+    );
 }

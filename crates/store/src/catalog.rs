@@ -98,7 +98,7 @@ pub(crate) async fn apply(
         .collect();
     for chunk in updated.chunks(sql::MAX_BINDS) {
         let text = format!(
-            "DELETE FROM relations WHERE origin_key IN ({})",
+            "DELETE FROM relations WHERE source_key IN ({})",
             sql::list(backend, chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(text));
@@ -211,31 +211,88 @@ fn upsert_entities(backend: Backend, changes: &[Change<'_>], now: &str) -> AnyQu
     q
 }
 
-/// `(origin_key, relation)` for every relation the changes produce,
-/// deduplicated per producing entity (the primary key includes origin_key).
-fn produced_relations<'a>(changes: &'a [Change<'a>]) -> Vec<(&'a str, &'a RelationRow)> {
+/// The reverse name of a Backstage relation (`ownedBy` <-> `ownerOf`, ...).
+pub(crate) fn reverse_of(rel_type: &str) -> Option<&'static str> {
+    const PAIRS: [(&str, &str); 7] = [
+        ("ownedBy", "ownerOf"),
+        ("partOf", "hasPart"),
+        ("dependsOn", "dependencyOf"),
+        ("providesApi", "apiProvidedBy"),
+        ("consumesApi", "apiConsumedBy"),
+        ("childOf", "parentOf"),
+        ("memberOf", "hasMember"),
+    ];
+    PAIRS.iter().find_map(|&(a, b)| {
+        if a == rel_type {
+            Some(b)
+        } else if b == rel_type {
+            Some(a)
+        } else {
+            None
+        }
+    })
+}
+
+/// One stored relation: as declared by its producer, with its reverse name.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct StoredRelation<'a> {
+    source_key: &'a str,
+    rel_type: &'a str,
+    target_key: &'a str,
+    reverse_type: Option<&'a str>,
+}
+
+/// The relations the changes produce, each once from its producer's side:
+/// a row pointing at the producer (`group ownerOf me`) is turned around
+/// (`me ownedBy group`); rows not touching the producer are ignored.
+fn produced_relations<'a>(changes: &'a [Change<'a>]) -> Vec<StoredRelation<'a>> {
     changes
         .iter()
         .flat_map(|c| {
-            let unique: BTreeSet<&RelationRow> = c.item.relations.iter().collect();
-            unique.into_iter().map(move |r| (c.item.key.as_str(), r))
+            let key = c.item.key.as_str();
+            let unique: BTreeSet<StoredRelation<'a>> = c
+                .item
+                .relations
+                .iter()
+                .filter_map(|r| {
+                    if r.source_key == key {
+                        Some(StoredRelation {
+                            source_key: key,
+                            rel_type: &r.rel_type,
+                            target_key: &r.target_key,
+                            reverse_type: reverse_of(&r.rel_type),
+                        })
+                    } else if r.target_key == key {
+                        let forward = reverse_of(&r.rel_type)?;
+                        Some(StoredRelation {
+                            source_key: key,
+                            rel_type: forward,
+                            target_key: &r.source_key,
+                            reverse_type: Some(&r.rel_type),
+                        })
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            unique
         })
         .collect()
 }
 
 /// The statement inserting a chunk of relations.
-fn insert_relations(backend: Backend, rows: &[(&str, &RelationRow)]) -> AnyQuery {
+fn insert_relations(backend: Backend, rows: &[StoredRelation<'_>]) -> AnyQuery {
     let text = format!(
-        "INSERT INTO relations (origin_key, source_key, rel_type, target_key) VALUES {}",
+        "INSERT INTO relations (source_key, rel_type, target_key, reverse_type) VALUES {}",
         sql::values(backend, rows.len(), 4)
     );
     let mut q = sqlx::query(AssertSqlSafe(text));
-    for (origin, r) in rows {
+    for r in rows {
         q = q
-            .bind(origin.to_string())
-            .bind(r.source_key.clone())
-            .bind(r.rel_type.clone())
-            .bind(r.target_key.clone());
+            .bind(r.source_key.to_string())
+            .bind(r.rel_type.to_string())
+            .bind(r.target_key.to_string())
+            .bind(r.reverse_type.map(str::to_string));
     }
     q
 }
@@ -295,11 +352,15 @@ pub(crate) async fn list(pool: &AnyPool, filter: &EntityFilter) -> Result<Vec<En
     q.fetch_all(pool).await?.iter().map(from_row).collect()
 }
 
-/// Relations with source `key`, whoever produced them; deduplicated, sorted.
+/// Relations with source `key`: those it declared and the reverse of those
+/// declared towards it by others; deduplicated, sorted.
 pub(crate) async fn relations_of(pool: &AnyPool, key: &str) -> Result<Vec<RelationRow>> {
     let rows = sqlx::query(
-        "SELECT DISTINCT source_key, rel_type, target_key FROM relations \
-         WHERE source_key = $1 ORDER BY rel_type, target_key",
+        "SELECT source_key, rel_type, target_key FROM relations WHERE source_key = $1 \
+         UNION \
+         SELECT target_key AS source_key, reverse_type AS rel_type, source_key AS target_key \
+         FROM relations WHERE target_key = $1 AND reverse_type IS NOT NULL \
+         ORDER BY rel_type, target_key",
     )
     .bind(key.to_string())
     .fetch_all(pool)
@@ -319,7 +380,7 @@ pub(crate) async fn relations_of(pool: &AnyPool, key: &str) -> Result<Vec<Relati
 pub(crate) async fn delete(store: &Store, key: &str, actor: &str) -> Result<bool> {
     let mut tx = store.begin().await?;
     let conn = tx.connection();
-    sqlx::query("DELETE FROM relations WHERE origin_key = $1")
+    sqlx::query("DELETE FROM relations WHERE source_key = $1")
         .bind(key.to_string())
         .execute(&mut *conn)
         .await?;

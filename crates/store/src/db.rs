@@ -43,7 +43,8 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Backend)> {
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::raw_sql(
-                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                         PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
                     )
                     .execute(conn)
                     .await?;

@@ -41,17 +41,25 @@ struct ApplyRequest {
 }
 
 /// Collects the files and sends them in one all-or-nothing apply.
-pub async fn run(args: ApplyArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn run(
+    args: ApplyArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let mut paths = Vec::new();
     for path in &args.files {
         collect(path, true, &mut paths)?;
     }
     if paths.is_empty() {
-        bail!("no pave.yaml or Backstage descriptor found under {}", display_list(&args.files));
+        bail!(
+            "no pave.yaml or Backstage descriptor found under {}",
+            display_list(&args.files)
+        );
     }
     let mut files = Vec::with_capacity(paths.len());
     for path in &paths {
-        let content = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let content =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         files.push(ApplyFile {
             path: path.display().to_string(),
             content,
@@ -74,12 +82,24 @@ pub async fn run(args: ApplyArgs, server: Option<String>, token: Option<String>)
     let list = |key: &str| -> Vec<String> {
         result[key]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    let (created, updated, unchanged, implied) =
-        (list("created"), list("updated"), list("unchanged"), list("implied_teams"));
-    let verb = if args.dry_run { "Would apply" } else { "Applied" };
+    let (created, updated, unchanged, implied) = (
+        list("created"),
+        list("updated"),
+        list("unchanged"),
+        list("implied_teams"),
+    );
+    let verb = if args.dry_run {
+        "Would apply"
+    } else {
+        "Applied"
+    };
     println!(
         "{verb} {} entities from {} files: {} created, {} updated, {} unchanged",
         created.len() + updated.len() + unchanged.len(),
@@ -98,18 +118,26 @@ pub async fn run(args: ApplyArgs, server: Option<String>, token: Option<String>)
         }
     }
     if !implied.is_empty() {
-        println!("  created owner teams named in pave.yaml: {}", implied.join(", "));
+        println!(
+            "  created owner teams named in pave.yaml: {}",
+            implied.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn display_list(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Adds `path` (a file, or a directory searched recursively) to `out`.
 fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_file() {
         if explicit || is_catalog_file(path)? {
             out.push(path.to_path_buf());
@@ -144,7 +172,8 @@ fn is_catalog_file(path: &Path) -> Result<bool> {
     if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
         return Ok(false);
     }
-    let content = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(content
         .lines()
         .any(|l| l.trim_start().starts_with("apiVersion:") && l.contains("backstage.io/")))

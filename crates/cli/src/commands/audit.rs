@@ -1,7 +1,7 @@
 //! `pave audit log|verify`.
 
-use super::{QUICK, client};
 use super::catalog::urlencode;
+use super::{QUICK, client};
 use crate::output::{self, table};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -38,9 +38,18 @@ pub enum AuditCommand {
 }
 
 /// Runs an audit subcommand.
-pub async fn run(cmd: AuditCommand, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn run(
+    cmd: AuditCommand,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Log { since, subject, limit, json } => {
+        AuditCommand::Log {
+            since,
+            subject,
+            limit,
+            json,
+        } => {
             let mut query = vec![format!("limit={limit}")];
             if let Some(since) = since {
                 query.push(format!("since={}", urlencode(&parse_since(&since)?)));
@@ -103,7 +112,10 @@ pub async fn run(cmd: AuditCommand, server: Option<String>, token: Option<String
                 eprintln!(
                     "TAMPERED: entry #{}{} does not verify: {}",
                     f["seq"].as_i64().unwrap_or(0),
-                    f["id"].as_str().map(|id| format!(" (id {id})")).unwrap_or_default(),
+                    f["id"]
+                        .as_str()
+                        .map(|id| format!(" (id {id})"))
+                        .unwrap_or_default(),
                     f["reason"].as_str().unwrap_or("unknown reason")
                 );
                 eprintln!(
@@ -112,7 +124,11 @@ pub async fn run(cmd: AuditCommand, server: Option<String>, token: Option<String
                     report["checked"].as_i64().unwrap_or(0)
                 );
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -143,7 +159,10 @@ mod tests {
 
     #[test]
     fn since_accepts_times_and_ages() {
-        assert_eq!(parse_since("2026-01-02T03:04:05Z").unwrap(), "2026-01-02T03:04:05Z");
+        assert_eq!(
+            parse_since("2026-01-02T03:04:05Z").unwrap(),
+            "2026-01-02T03:04:05Z"
+        );
         assert!(parse_since("15m").unwrap().ends_with('Z'));
         assert!(parse_since("7d").is_ok());
         assert!(parse_since("7w").is_err());

@@ -55,7 +55,11 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Lists services.
-pub async fn services(args: ListArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn services(
+    args: ListArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let list: Vec<Value> = client(server, token, QUICK)?
         .get(&format!("/api/v1/services{}", query(&args.namespace)))
         .await?;
@@ -97,9 +101,17 @@ fn print_relations(v: &Value) {
 }
 
 /// Shows one service.
-pub async fn service(args: ShowArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn service(
+    args: ShowArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let v: Value = client(server, token, QUICK)?
-        .get(&format!("/api/v1/services/{}{}", urlencode(&args.name), query(&args.namespace)))
+        .get(&format!(
+            "/api/v1/services/{}{}",
+            urlencode(&args.name),
+            query(&args.namespace)
+        ))
         .await?;
     if args.json {
         output::json(&v)?;
@@ -109,7 +121,13 @@ pub async fn service(args: ShowArgs, server: Option<String>, token: Option<Strin
     if let Some(d) = s(&v, "description") {
         println!("  {d}");
     }
-    for (label, key) in [("owner", "owner"), ("system", "system"), ("lifecycle", "lifecycle"), ("type", "type"), ("defined in", "origin")] {
+    for (label, key) in [
+        ("owner", "owner"),
+        ("system", "system"),
+        ("lifecycle", "lifecycle"),
+        ("type", "type"),
+        ("defined in", "origin"),
+    ] {
         println!("{label:<11} {}", or_dash(s(&v, key)));
     }
     if let Some(links) = v["links"].as_array()
@@ -125,7 +143,11 @@ pub async fn service(args: ShowArgs, server: Option<String>, token: Option<Strin
 }
 
 /// Lists teams.
-pub async fn teams(args: ListArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn teams(
+    args: ListArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let list: Vec<Value> = client(server, token, QUICK)?
         .get(&format!("/api/v1/teams{}", query(&args.namespace)))
         .await?;
@@ -152,9 +174,17 @@ pub async fn teams(args: ListArgs, server: Option<String>, token: Option<String>
 }
 
 /// Shows one team.
-pub async fn team(args: ShowArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn team(
+    args: ShowArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let v: Value = client(server, token, QUICK)?
-        .get(&format!("/api/v1/teams/{}{}", urlencode(&args.name), query(&args.namespace)))
+        .get(&format!(
+            "/api/v1/teams/{}{}",
+            urlencode(&args.name),
+            query(&args.namespace)
+        ))
         .await?;
     if args.json {
         output::json(&v)?;
@@ -168,7 +198,15 @@ pub async fn team(args: ShowArgs, server: Option<String>, token: Option<String>)
         .as_array()
         .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
         .unwrap_or_default();
-    println!("services ({}): {}", services.len(), if services.is_empty() { "-".to_string() } else { services.join(", ") });
+    println!(
+        "services ({}): {}",
+        services.len(),
+        if services.is_empty() {
+            "-".to_string()
+        } else {
+            services.join(", ")
+        }
+    );
     print_relations(&v);
     Ok(ExitCode::SUCCESS)
 }

@@ -17,10 +17,16 @@ pub struct LoginArgs {
 }
 
 /// Checks the token against the server, then saves both.
-pub async fn login(args: LoginArgs, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn login(
+    args: LoginArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let token = if args.token_stdin {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).context("reading the token from stdin")?;
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the token from stdin")?;
         line.trim().to_string()
     } else {
         match token {
@@ -40,7 +46,10 @@ pub async fn login(args: LoginArgs, server: Option<String>, token: Option<String
         QUICK,
     )?;
     let me: Value = client.get("/api/v1/whoami").await?;
-    let path = config::save_credentials(&Credentials { server: server.clone(), token })?;
+    let path = config::save_credentials(&Credentials {
+        server: server.clone(),
+        token,
+    })?;
     println!(
         "Logged in to {server} as {} ({}). Saved to {}",
         me["name"].as_str().unwrap_or("?"),
@@ -63,7 +72,11 @@ pub fn logout() -> Result<ExitCode> {
 }
 
 /// Prints the calling token's identity.
-pub async fn whoami(args: JsonFlag, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn whoami(
+    args: JsonFlag,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let client = client(server, token, QUICK)?;
     let me: Value = client.get("/api/v1/whoami").await?;
     if args.json {
@@ -73,7 +86,10 @@ pub async fn whoami(args: JsonFlag, server: Option<String>, token: Option<String
             "{} — role {}{} — server {}",
             me["name"].as_str().unwrap_or("?"),
             me["role"].as_str().unwrap_or("?"),
-            me["team"].as_str().map(|t| format!(", team {t}")).unwrap_or_default(),
+            me["team"]
+                .as_str()
+                .map(|t| format!(", team {t}"))
+                .unwrap_or_default(),
             client.server()
         );
     }

@@ -20,7 +20,11 @@ pub struct JsonFlag {
 }
 
 /// A client for the resolved server and token.
-pub fn client(server: Option<String>, token: Option<String>, timeout: Duration) -> anyhow::Result<Client> {
+pub fn client(
+    server: Option<String>,
+    token: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
     Client::new(config::resolve(server, token)?, timeout)
 }
 

@@ -38,13 +38,25 @@ pub enum TokenCommand {
 }
 
 /// Runs a token subcommand.
-pub async fn run(cmd: TokenCommand, server: Option<String>, token: Option<String>) -> Result<ExitCode> {
+pub async fn run(
+    cmd: TokenCommand,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
     let client = client(server, token, QUICK)?;
     match cmd {
-        TokenCommand::Create { role, team, name, json } => {
+        TokenCommand::Create {
+            role,
+            team,
+            name,
+            json,
+        } => {
             let name = name.unwrap_or_else(|| format!("{role}-token"));
             let created: Value = client
-                .post("/api/v1/tokens", &json!({ "name": name, "role": role, "team": team }))
+                .post(
+                    "/api/v1/tokens",
+                    &json!({ "name": name, "role": role, "team": team }),
+                )
                 .await?;
             if json {
                 output::json(&created)?;
@@ -55,7 +67,10 @@ pub async fn run(cmd: TokenCommand, server: Option<String>, token: Option<String
                     created["id"].as_str().unwrap_or("?"),
                     created["name"].as_str().unwrap_or("?"),
                     created["role"].as_str().unwrap_or("?"),
-                    created["team"].as_str().map(|t| format!(", team {t}")).unwrap_or_default()
+                    created["team"]
+                        .as_str()
+                        .map(|t| format!(", team {t}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -73,7 +88,10 @@ pub async fn run(cmd: TokenCommand, server: Option<String>, token: Option<String
                             or_dash(t["role"].as_str()),
                             or_dash(t["team"].as_str()),
                             or_dash(t["created_at"].as_str()),
-                            t["revoked_at"].as_str().map(|r| format!("revoked {r}")).unwrap_or_else(|| "active".into()),
+                            t["revoked_at"]
+                                .as_str()
+                                .map(|r| format!("revoked {r}"))
+                                .unwrap_or_else(|| "active".into()),
                         ]
                     })
                     .collect();
@@ -81,7 +99,12 @@ pub async fn run(cmd: TokenCommand, server: Option<String>, token: Option<String
             }
         }
         TokenCommand::Revoke { id } => {
-            client.delete(&format!("/api/v1/tokens/{}", super::catalog::urlencode(&id))).await?;
+            client
+                .delete(&format!(
+                    "/api/v1/tokens/{}",
+                    super::catalog::urlencode(&id)
+                ))
+                .await?;
             println!("Revoked token {id}.");
         }
     }

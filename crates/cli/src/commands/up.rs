@@ -30,9 +30,10 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     init_logging();
     let started = Instant::now();
     create_private_dir(&args.data_dir)?;
-    let database = args.database.clone().unwrap_or_else(|| {
-        format!("sqlite://{}", args.data_dir.join("pave.db").display())
-    });
+    let database = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("pave.db").display()));
     check_database_url(&database)?;
     let store = Store::open(&database)
         .await
@@ -42,7 +43,12 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (use --listen to pick another address)", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (use --listen to pick another address)",
+                args.listen
+            )
+        })?;
     let local = listener.local_addr()?;
     let url = format!("http://{local}");
     write_private(&args.data_dir.join(SERVER_FILE), &format!("{url}\n"))?;
@@ -157,7 +163,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://.pave/pave.db"), "sqlite://.pave/pave.db");
     }
@@ -165,9 +174,15 @@ mod tests {
 
 /// Refuses obviously wrong database URLs before touching anything.
 pub fn check_database_url(url: &str) -> Result<()> {
-    if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
         Ok(())
     } else {
-        bail!("unsupported database URL `{}` (expected sqlite://PATH or postgres://...)", redact(url))
+        bail!(
+            "unsupported database URL `{}` (expected sqlite://PATH or postgres://...)",
+            redact(url)
+        )
     }
 }

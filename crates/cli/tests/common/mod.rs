@@ -21,7 +21,8 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("pave-e2e-{tag}-{}-{n}-{nanos}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("pave-e2e-{tag}-{}-{n}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -43,12 +44,21 @@ pub fn pave_cmd(dir: &Path) -> Command {
 pub fn http_get(url: &str, path: &str) -> Option<(u16, String)> {
     let addr = url.strip_prefix("http://")?;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -112,7 +122,9 @@ impl Pave {
     /// Sends a signal and waits for the exit; returns (success, stdout).
     pub fn stop(mut self, signal: &str) -> (bool, String) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
         let status = self.child.wait().expect("wait");
         let mut out = String::new();
         if let Some(mut stdout) = self.child.stdout.take() {
@@ -161,6 +173,9 @@ pub fn write_catalog(dir: &Path) {
         &dir.join("catalog/hello/pave.yaml"),
         "service:\n  name: hello\n  owner: platform\n  system: checkout\n  description: Says hello\n  dependsOn: [ledger]\n  consumesApis: [ledger-api]\n",
     );
-    write(&dir.join("catalog/.github/workflows/ci.yaml"), "on: push\njobs: {}\n");
+    write(
+        &dir.join("catalog/.github/workflows/ci.yaml"),
+        "on: push\njobs: {}\n",
+    );
     write(&dir.join("catalog/notes.yaml"), "just: some yaml\n");
 }

@@ -58,7 +58,11 @@ pub async fn apply(
     if req.files.is_empty() {
         return Err(ApiError::invalid("invalid_body", "no files to apply"));
     }
-    let plan = parse_and_plan(&req.files)?;
+    let started = std::time::Instant::now();
+    let dry_run = req.dry_run;
+    // Parsing and planning are CPU-bound: keep them off the async workers.
+    let plan = blocking(move || parse_and_plan(req.files)).await??;
+    let parsed_at = started.elapsed();
     let keys: Vec<String> = plan.iter().map(|p| p.entity_ref.key()).collect();
     let existing: HashMap<String, EntityRow> = state
         .store
@@ -67,14 +71,22 @@ pub async fn apply(
         .into_iter()
         .map(|row| (row.key.clone(), row))
         .collect();
+    let fetched_at = started.elapsed();
     let implied = implied_teams(&state, &plan, &existing).await?;
     authorize(&auth.principal, &plan, &implied, &existing)?;
 
-    let mut inputs: Vec<EntityInput> = plan.iter().map(entity_input).collect::<ApiResult<_>>()?;
-    inputs.extend(implied.iter().map(implied_team_input));
+    let authorized_at = started.elapsed();
     let implied_teams = implied.iter().map(|r| r.name.clone()).collect();
+    let mut inputs = blocking(move || {
+        pave_model::par::par_map(plan, PARALLEL_FROM, |p| entity_input(&p))
+            .into_iter()
+            .collect::<ApiResult<Vec<EntityInput>>>()
+    })
+    .await??;
+    inputs.extend(implied.iter().map(implied_team_input));
 
-    let outcome = if req.dry_run {
+    let checked_at = started.elapsed();
+    let outcome = if dry_run {
         predict(&inputs, &existing)
     } else {
         state
@@ -82,8 +94,17 @@ pub async fn apply(
             .apply_entities(&inputs, &auth.principal.actor())
             .await?
     };
+    tracing::debug!(
+        entities = inputs.len(),
+        parse_plan_ms = parsed_at.as_millis() as u64,
+        fetch_ms = (fetched_at - parsed_at).as_millis() as u64,
+        authorize_ms = (authorized_at - fetched_at).as_millis() as u64,
+        inputs_ms = (checked_at - authorized_at).as_millis() as u64,
+        store_ms = (started.elapsed() - checked_at).as_millis() as u64,
+        "apply"
+    );
     Ok(Json(ApplyResponse {
-        dry_run: req.dry_run,
+        dry_run,
         created: outcome.created,
         updated: outcome.updated,
         unchanged: outcome.unchanged,
@@ -91,11 +112,22 @@ pub async fn apply(
     }))
 }
 
-fn parse_and_plan(files: &[ApplyFile]) -> ApiResult<Vec<PlannedEntity>> {
+/// Batches at least this large are spread over the cores.
+const PARALLEL_FROM: usize = 64;
+
+/// Runs CPU-bound work on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}
+
+fn parse_and_plan(files: Vec<ApplyFile>) -> ApiResult<Vec<PlannedEntity>> {
+    let results = pave_model::par::par_map(files, 2, |file| parse_file(&file.path, &file.content));
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
-    for file in files {
-        match parse_file(&file.path, &file.content) {
+    for result in results {
+        match result {
             Ok(entities) => parsed.extend(entities),
             Err(SpecErrors(errs)) => errors.extend(errs),
         }
@@ -115,8 +147,7 @@ fn spec_error(errors: Vec<SpecError>) -> ApiError {
         [first, ..] => format!("{first} (and {} more)", errors.len() - 1),
         [] => "invalid spec".to_string(),
     };
-    ApiError::invalid("invalid_spec", message)
-        .with_details(serde_json::json!({ "errors": errors }))
+    ApiError::invalid("invalid_spec", message).with_details(serde_json::json!({ "errors": errors }))
 }
 
 /// Owner teams that `pave.yaml` services name but nobody defined: Pave creates
@@ -131,7 +162,11 @@ async fn implied_teams(
         .iter()
         .filter(|p| from_pave_yaml(p))
         .filter_map(|p| p.owner.clone())
-        .filter(|o| o.kind == Kind::Group && !in_batch.contains(&o.key()) && !existing.contains_key(&o.key()))
+        .filter(|o| {
+            o.kind == Kind::Group
+                && !in_batch.contains(&o.key())
+                && !existing.contains_key(&o.key())
+        })
         .collect();
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -144,7 +179,10 @@ async fn implied_teams(
         .into_iter()
         .map(|r| r.key)
         .collect();
-    Ok(wanted.into_iter().filter(|w| !found.contains(&w.key())).collect())
+    Ok(wanted
+        .into_iter()
+        .filter(|w| !found.contains(&w.key()))
+        .collect())
 }
 
 fn from_pave_yaml(p: &PlannedEntity) -> bool {
@@ -229,7 +267,10 @@ fn entity_input(p: &PlannedEntity) -> ApiResult<EntityInput> {
         name: p.entity_ref.name.clone(),
         owner_key: p.owner.as_ref().map(EntityRef::key),
         document,
-        origin: Some(format!("{}:{}:{}", p.parsed.file, p.parsed.line, p.parsed.column)),
+        origin: Some(format!(
+            "{}:{}:{}",
+            p.parsed.file, p.parsed.line, p.parsed.column
+        )),
         relations: relation_rows(p),
     })
 }
@@ -262,7 +303,9 @@ fn predict(inputs: &[EntityInput], existing: &HashMap<String, EntityRow>) -> App
     for input in inputs {
         match existing.get(&input.key) {
             None => outcome.created.push(input.key.clone()),
-            Some(row) if row.document == input.document => outcome.unchanged.push(input.key.clone()),
+            Some(row) if row.document == input.document => {
+                outcome.unchanged.push(input.key.clone())
+            }
             Some(_) => outcome.updated.push(input.key.clone()),
         }
     }

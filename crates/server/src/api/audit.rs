@@ -110,7 +110,10 @@ fn normalize_time(s: &str) -> ApiResult<String> {
 /// Walk the whole hash chain; report the first entry that does not verify.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = VerifyView)))]
-pub async fn verify(_auth: Auth<Viewer>, State(state): State<AppState>) -> ApiResult<Json<VerifyView>> {
+pub async fn verify(
+    _auth: Auth<Viewer>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<VerifyView>> {
     let report: VerifyReport = state.store.verify_chain().await?;
     Ok(Json(VerifyView {
         ok: report.ok,

@@ -296,9 +296,15 @@ pub async fn delete_entity(
             auth.principal.team.as_deref().unwrap_or("-")
         )));
     }
-    if state.store.delete_entity(&key, &auth.principal.actor()).await? {
+    if state
+        .store
+        .delete_entity(&key, &auth.principal.actor())
+        .await?
+    {
         Ok(axum::http::StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!("no entity `{key}` in the catalog")))
+        Err(ApiError::not_found(format!(
+            "no entity `{key}` in the catalog"
+        )))
     }
 }

@@ -27,7 +27,10 @@ pub async fn healthz() -> Json<Health> {
               (status = 503, description = "not ready", body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if state.draining.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "draining" }));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health { status: "draining" }),
+        );
     }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(Health { status: "ready" })),
@@ -35,7 +38,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "database unavailable" }),
+                Json(Health {
+                    status: "database unavailable",
+                }),
             )
         }
     }

@@ -83,7 +83,10 @@ pub async fn create_token(
     }
     if let Some(team) = &req.team {
         pave_model::entity_name_rule(team).map_err(|rule| {
-            ApiError::invalid("invalid_team", format!("team `{team}` is not a valid name: {rule}"))
+            ApiError::invalid(
+                "invalid_team",
+                format!("team `{team}` is not a valid name: {rule}"),
+            )
         })?;
     }
     let secret = new_secret()?;
@@ -128,7 +131,10 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let revoked = state.store.revoke_token(&id, &auth.principal.actor()).await?;
+    let revoked = state
+        .store
+        .revoke_token(&id, &auth.principal.actor())
+        .await?;
     state.tokens.clear();
     if revoked {
         Ok(StatusCode::NO_CONTENT)

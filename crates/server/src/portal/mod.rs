@@ -5,7 +5,9 @@
 mod layout;
 mod pages;
 
-use crate::auth::{Principal, SESSION_COOKIE, authenticate, hash_secret, new_secret, session_cookie};
+use crate::auth::{
+    Principal, SESSION_COOKIE, authenticate, hash_secret, new_secret, session_cookie,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{group_relations, service_summary, services_per_owner, team_summary};
@@ -39,7 +41,10 @@ pub struct Viewer(Option<Principal>);
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Viewer(authenticate(parts, state).await.ok().flatten()))
     }
 }
@@ -62,7 +67,11 @@ impl From<pave_store::StoreError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = self.0.status;
-        (status, Html(layout::error_page(status, &self.0.message).into_string())).into_response()
+        (
+            status,
+            Html(layout::error_page(status, &self.0.message).into_string()),
+        )
+            .into_response()
     }
 }
 
@@ -97,17 +106,37 @@ async fn services_page(
         .filter(|s| {
             needle.is_empty()
                 || s.name.to_lowercase().contains(&needle)
-                || s.owner.as_deref().unwrap_or("").to_lowercase().contains(&needle)
-                || s.system.as_deref().unwrap_or("").to_lowercase().contains(&needle)
-                || s.description.as_deref().unwrap_or("").to_lowercase().contains(&needle)
+                || s.owner
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(&needle)
+                || s.system
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(&needle)
+                || s.description
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(&needle)
         })
         .collect();
-    html(pages::services(viewer.as_ref(), &services, &needle, rows.len()))
+    html(pages::services(
+        viewer.as_ref(),
+        &services,
+        &needle,
+        rows.len(),
+    ))
 }
 
 fn valid_name(name: &str) -> Result<(), PageError> {
-    pave_model::entity_name_rule(name)
-        .map_err(|rule| PageError(ApiError::bad_request(format!("invalid name `{name}`: {rule}"))))
+    pave_model::entity_name_rule(name).map_err(|rule| {
+        PageError(ApiError::bad_request(format!(
+            "invalid name `{name}`: {rule}"
+        )))
+    })
 }
 
 async fn service_page(
@@ -171,7 +200,12 @@ async fn team_page(
         .await?;
     let services: Vec<_> = owned.iter().map(service_summary).collect();
     let relations = group_relations(&state.store.relations_of(&key).await?);
-    html(pages::team(viewer.as_ref(), &team_summary(&row, services.len()), &services, &relations))
+    html(pages::team(
+        viewer.as_ref(),
+        &team_summary(&row, services.len()),
+        &services,
+        &relations,
+    ))
 }
 
 async fn login_page(Viewer(viewer): Viewer) -> PageResult {
@@ -185,7 +219,10 @@ pub struct LoginForm {
 }
 
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> PageResult {
-    let token = state.store.find_token(&hash_secret(form.token.trim())).await?;
+    let token = state
+        .store
+        .find_token(&hash_secret(form.token.trim()))
+        .await?;
     let Some(token) = token else {
         let page = pages::login(None, Some("That token is unknown or revoked."));
         return Ok((StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response());

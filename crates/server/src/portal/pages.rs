@@ -61,7 +61,12 @@ fn service_table(services: &[ServiceSummary]) -> Markup {
 }
 
 /// The service list.
-pub fn services(viewer: Option<&Principal>, services: &[ServiceSummary], query: &str, total: usize) -> Markup {
+pub fn services(
+    viewer: Option<&Principal>,
+    services: &[ServiceSummary],
+    query: &str,
+    total: usize,
+) -> Markup {
     page(
         "Services",
         viewer,
@@ -102,7 +107,11 @@ fn relations_table(relations: &BTreeMap<String, Vec<String>>) -> Markup {
 }
 
 /// One service's page.
-pub fn service(viewer: Option<&Principal>, row: &EntityRow, relations: &BTreeMap<String, Vec<String>>) -> Markup {
+pub fn service(
+    viewer: Option<&Principal>,
+    row: &EntityRow,
+    relations: &BTreeMap<String, Vec<String>>,
+) -> Markup {
     let s = service_summary(row);
     let links = links(row);
     page(

@@ -70,7 +70,9 @@ pub async fn start() -> TestServer {
     for role in Role::ALL {
         tokens.insert(role, make_token(&store, role, None).await);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = AppState::new(store.clone());

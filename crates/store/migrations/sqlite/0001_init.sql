@@ -17,16 +17,19 @@ CREATE TABLE entities (
 CREATE INDEX entities_kind ON entities (lower(kind));
 CREATE INDEX entities_owner ON entities (owner_key);
 
--- origin_key: the entity whose apply produced the relation; the store deletes
--- them with it (no foreign key: a per-row parent check slows bulk applies).
+-- Each relation is stored once, as its producing entity declared it
+-- (source_key = that entity), with the name of the reverse direction;
+-- readers derive the reverse through relations_target. Half the rows of
+-- storing both directions, which dominates the cost of a large import.
+-- No foreign keys: a per-row parent check slows bulk applies.
 CREATE TABLE relations (
-    origin_key TEXT NOT NULL,
-    source_key TEXT NOT NULL,
-    rel_type   TEXT NOT NULL,
-    target_key TEXT NOT NULL,
-    PRIMARY KEY (origin_key, source_key, rel_type, target_key)
+    source_key   TEXT NOT NULL,
+    rel_type     TEXT NOT NULL,
+    target_key   TEXT NOT NULL,
+    reverse_type TEXT,
+    PRIMARY KEY (source_key, rel_type, target_key)
 ) WITHOUT ROWID;
-CREATE INDEX relations_source ON relations (source_key);
+CREATE INDEX relations_target ON relations (target_key);
 
 CREATE TABLE tokens (
     id          TEXT PRIMARY KEY NOT NULL,
