@@ -6,6 +6,7 @@ pub mod error;
 mod fast_yaml;
 mod node;
 mod node_de;
+pub mod par;
 pub mod parse;
 pub mod reference;
 pub mod service_spec;
