@@ -8,13 +8,18 @@ mod node;
 mod node_de;
 pub mod par;
 pub mod parse;
+pub mod pipeline_expr;
+pub mod pipeline_spec;
 pub mod reference;
 pub mod service_spec;
 pub mod suggest;
 
 pub use entity::{Entity, Kind, Link, Metadata};
 pub use error::{SpecError, SpecErrors};
-pub use parse::{ParsedEntity, RefField, parse_file, reference_fields};
+pub use parse::{
+    ParsedEntity, PaveDocument, RefField, parse_file, parse_pave_yaml, reference_fields,
+};
+pub use pipeline_spec::{JobSpec, PipelineSpec, StepSpec};
 pub use reference::{EntityRef, RefError};
 pub use service_spec::{PaveSpec, ServiceSpec};
 

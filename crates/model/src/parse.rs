@@ -112,15 +112,32 @@ fn is_pave_yaml(file: &str) -> bool {
 }
 
 /// Parses one file: a `pave.yaml` (file named `pave.yaml`/`pave.yml`) yields
-/// one Component; a Backstage file yields one entity per YAML document.
+/// one Component (its pipeline is validated, then dropped; see
+/// [`parse_pave_yaml`]); a Backstage file yields one entity per YAML document.
 pub fn parse_file(file: &str, content: &str) -> Result<Vec<ParsedEntity>, SpecErrors> {
+    if is_pave_yaml(file) {
+        return parse_pave_yaml(file, content).map(|doc| vec![doc.service]);
+    }
     let docs = parse_documents(content)
         .map_err(|e| SpecError::new(file, e.pos.line, e.pos.column, e.message))?;
-    if is_pave_yaml(file) {
-        parse_pave(file, docs)
-    } else {
-        parse_backstage(file, docs)
-    }
+    parse_backstage(file, docs)
+}
+
+/// A parsed `pave.yaml`: the service's entity, its pipeline and its deploy section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaveDocument {
+    pub service: ParsedEntity,
+    pub pipeline: Option<crate::pipeline_spec::PipelineSpec>,
+    /// Typed by the deployments issue; kept raw for now.
+    pub deploy: Option<Value>,
+}
+
+/// Parses a `pave.yaml` (whatever the file is called) and validates all of
+/// it, the pipeline included; every error is located in `file`.
+pub fn parse_pave_yaml(file: &str, content: &str) -> Result<PaveDocument, SpecErrors> {
+    let docs = parse_documents(content)
+        .map_err(|e| SpecError::new(file, e.pos.line, e.pos.column, e.message))?;
+    parse_pave(file, docs)
 }
 
 /// Collects errors for one file.
@@ -154,7 +171,7 @@ impl Errs<'_> {
 
 const PAVE_TOP: &str = "a mapping with `service` (and optionally `pipeline`, `deploy`)";
 
-fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<Vec<ParsedEntity>, SpecErrors> {
+fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<PaveDocument, SpecErrors> {
     if docs.len() > 1 {
         let p = docs[1].pos;
         return Err(SpecError::new(
@@ -184,6 +201,12 @@ fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<Vec<ParsedEntity>, Spec
         )
         .expected(PAVE_TOP)
         .into());
+    }
+    if let Some(p) = root.entry("pipeline") {
+        let errs = crate::pipeline_spec::reject_unsupported(file, &p.value);
+        if !errs.is_empty() {
+            return Err(SpecErrors(errs));
+        }
     }
     let spec: PaveSpec = from_node(&root, root.pos).map_err(|e| de_error(file, root.pos, e))?;
 
@@ -246,6 +269,11 @@ fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<Vec<ParsedEntity>, Spec
             );
         }
     }
+    if let (Some(pipeline), Some(p)) = (&spec.pipeline, root.entry("pipeline")) {
+        errs.list.extend(crate::pipeline_spec::validate(
+            file, pipeline, &p.value, p.key_pos,
+        ));
+    }
     if !errs.list.is_empty() {
         errs.list.sort_by_key(|e| (e.line, e.column));
         return Err(SpecErrors(errs.list));
@@ -296,12 +324,16 @@ fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<Vec<ParsedEntity>, Spec
         spec: out_spec,
         extra: Map::new(),
     };
-    Ok(vec![ParsedEntity {
-        entity,
-        file: file.to_string(),
-        line: root.pos.line,
-        column: root.pos.column,
-    }])
+    Ok(PaveDocument {
+        service: ParsedEntity {
+            entity,
+            file: file.to_string(),
+            line: root.pos.line,
+            column: root.pos.column,
+        },
+        pipeline: spec.pipeline,
+        deploy: spec.deploy,
+    })
 }
 
 /// Turns a typed-deserialization error into a located spec error.

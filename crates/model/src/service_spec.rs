@@ -8,9 +8,9 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct PaveSpec {
     pub service: ServiceSpec,
-    /// Pipeline section; typed by the pipelines issue. Kept raw for now.
+    /// Pipeline section (GitHub Actions shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pipeline: Option<Value>,
+    pub pipeline: Option<crate::pipeline_spec::PipelineSpec>,
     /// Deploy section; typed by the deployments issue. Kept raw for now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Value>,
