@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod json;
 pub mod portal;
+pub mod read_cache;
 pub mod state;
 pub mod token_cache;
 pub mod views;

@@ -95,6 +95,16 @@ impl Store {
         Ok(())
     }
 
+    /// The sequence number of the newest event: every state change appends
+    /// one, so this is a cheap global "has anything changed?" counter, valid
+    /// across servers sharing the database.
+    pub async fn head_seq(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT seq FROM event_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        sql::get(&row, "seq")
+    }
+
     /// Closes the pool, waiting for connections to finish (graceful shutdown).
     pub async fn close(&self) {
         self.pool.close().await

@@ -2,6 +2,7 @@
 
 use crate::auth::{Auth, Developer, Viewer};
 use crate::error::{ApiError, ApiResult};
+use crate::read_cache::cached_json;
 use crate::state::AppState;
 use crate::views::{
     LinkView, ServiceSummary, TeamSummary, group_relations, links, ref_name, service_summary,
@@ -9,6 +10,7 @@ use crate::views::{
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use pave_model::{EntityRef, Kind};
 use pave_store::{EntityFilter, EntityRow};
 use serde::{Deserialize, Serialize};
@@ -103,16 +105,20 @@ pub async fn list_services(
     _auth: Auth<Viewer>,
     State(state): State<AppState>,
     Query(q): Query<NamespaceQuery>,
-) -> ApiResult<Json<Vec<ServiceSummary>>> {
-    let rows = state
-        .store
-        .list_entities(&EntityFilter {
-            kind: Some("Component".into()),
-            namespace: q.namespace.clone(),
-            ..EntityFilter::default()
-        })
-        .await?;
-    Ok(Json(rows.iter().map(service_summary).collect()))
+) -> ApiResult<Response> {
+    let key = format!("services?{}", q.namespace.as_deref().unwrap_or(""));
+    cached_json(&state, key, async {
+        let rows = state
+            .store
+            .list_entities(&EntityFilter {
+                kind: Some("Component".into()),
+                namespace: q.namespace.clone(),
+                ..EntityFilter::default()
+            })
+            .await?;
+        Ok(rows.iter().map(service_summary).collect::<Vec<_>>())
+    })
+    .await
 }
 
 /// One service, with links and relations.
@@ -146,21 +152,23 @@ pub async fn list_teams(
     _auth: Auth<Viewer>,
     State(state): State<AppState>,
     Query(q): Query<NamespaceQuery>,
-) -> ApiResult<Json<Vec<TeamSummary>>> {
-    let filter = |kind: &str| EntityFilter {
-        kind: Some(kind.into()),
-        namespace: q.namespace.clone(),
-        ..EntityFilter::default()
-    };
-    let groups = state.store.list_entities(&filter("Group")).await?;
-    let components = state.store.list_entities(&filter("Component")).await?;
-    let counts = services_per_owner(&components);
-    Ok(Json(
-        groups
+) -> ApiResult<Response> {
+    let key = format!("teams?{}", q.namespace.as_deref().unwrap_or(""));
+    cached_json(&state, key, async {
+        let filter = |kind: &str| EntityFilter {
+            kind: Some(kind.into()),
+            namespace: q.namespace.clone(),
+            ..EntityFilter::default()
+        };
+        let groups = state.store.list_entities(&filter("Group")).await?;
+        let components = state.store.list_entities(&filter("Component")).await?;
+        let counts = services_per_owner(&components);
+        Ok(groups
             .iter()
             .map(|g| team_summary(g, counts.get(&g.key).copied().unwrap_or(0)))
-            .collect(),
-    ))
+            .collect::<Vec<_>>())
+    })
+    .await
 }
 
 /// One team, with the services it owns.
