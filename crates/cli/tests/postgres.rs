@@ -135,6 +135,23 @@ async fn two_servers_one_database_fifty_writers_one_linear_chain() {
             );
         }
     }
+    // Both servers list every service, whichever server wrote it.
+    for server in [&a, &b] {
+        let services: Vec<Value> = client
+            .get(format!("{}/api/v1/services", server.url))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("services")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(services.len(), 50);
+        assert!(
+            services.iter().all(|s| s["description"] == "round 2"),
+            "latest write wins everywhere"
+        );
+    }
     drop(a);
     drop(b);
     drop_database(&name).await;

@@ -428,3 +428,31 @@ async fn portal_shows_the_catalog_escaped_and_signs_in_with_a_token() {
         .expect("whoami");
     assert_eq!(me.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn cached_lists_see_every_change() {
+    let server = common::start().await;
+    let admin = server.tokens[&Role::Admin].clone();
+    let (_, empty) = get(&server, "/api/v1/services", Role::Viewer).await;
+    assert_eq!(empty, json!([]));
+    apply(
+        &server,
+        &admin,
+        json!([{ "path": "catalog-info.yaml", "content": CATALOG }]),
+    )
+    .await;
+    let (_, one) = get(&server, "/api/v1/services", Role::Viewer).await;
+    assert_eq!(one.as_array().map(Vec::len), Some(1));
+    let (_, teams) = get(&server, "/api/v1/teams", Role::Viewer).await;
+    assert_eq!(teams[0]["services"], 1);
+    // A write that bypasses this server (another server on the same database) is seen too.
+    server
+        .store
+        .delete_entity("component:default/ledger", "system")
+        .await
+        .expect("delete");
+    let (_, none) = get(&server, "/api/v1/services", Role::Viewer).await;
+    assert_eq!(none, json!([]));
+    let (_, teams) = get(&server, "/api/v1/teams", Role::Viewer).await;
+    assert_eq!(teams[0]["services"], 0);
+}
