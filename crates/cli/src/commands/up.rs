@@ -157,21 +157,6 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite://.pave/pave.db"), "sqlite://.pave/pave.db");
-    }
-}
-
 /// Refuses obviously wrong database URLs before touching anything.
 pub fn check_database_url(url: &str) -> Result<()> {
     if url.starts_with("sqlite:")
@@ -184,5 +169,20 @@ pub fn check_database_url(url: &str) -> Result<()> {
             "unsupported database URL `{}` (expected sqlite://PATH or postgres://...)",
             redact(url)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://.pave/pave.db"), "sqlite://.pave/pave.db");
     }
 }
