@@ -266,3 +266,37 @@ fn audit_verify_catches_a_tampered_database() {
         stderr(&online)
     );
 }
+
+#[test]
+fn apply_in_a_git_repository_registers_it_as_the_source() {
+    let dir = scratch_dir("repo");
+    let repo = dir.join("hello");
+    write(
+        &repo.join("pave.yaml"),
+        "service:\n  name: hello\n  owner: platform\n",
+    );
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://git.example/acme/hello.git",
+    ]);
+    let pave = Pave::start(&dir, &[]);
+    let applied = pave.cli(&["apply", "-f", "hello/pave.yaml"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let hello = json(&pave.cli(&["service", "hello", "--json"]));
+    assert_eq!(hello["repository"], "https://git.example/acme/hello.git");
+    let annotations = &hello["document"]["metadata"]["annotations"];
+    assert_eq!(annotations["pave.dev/repository-path"], "pave.yaml");
+    assert_eq!(annotations["pave.dev/default-branch"], "main");
+}

@@ -85,6 +85,15 @@ pub fn service_summary(row: &EntityRow) -> ServiceSummary {
     }
 }
 
+/// One annotation of an entity.
+pub fn annotation(row: &EntityRow, name: &str) -> Option<String> {
+    row.document
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(name))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// The links of an entity.
 pub fn links(row: &EntityRow) -> Vec<LinkView> {
     row.document

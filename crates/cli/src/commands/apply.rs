@@ -32,6 +32,57 @@ pub struct ApplyArgs {
 struct ApplyFile {
     path: String,
     content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository: Option<Repository>,
+}
+
+/// The git repository a `pave.yaml` lives in: registered as the service's source.
+#[derive(Serialize)]
+struct Repository {
+    url: String,
+    path: String,
+    default_branch: Option<String>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// The repository holding `file` (its `origin` URL, else its absolute path), if any.
+fn repository_of(file: &Path) -> Option<Repository> {
+    let name = file.file_name()?.to_str()?;
+    if name != "pave.yaml" && name != "pave.yml" {
+        return None;
+    }
+    let absolute = std::fs::canonicalize(file).ok()?;
+    let dir = absolute.parent()?;
+    let root = PathBuf::from(git(dir, &["rev-parse", "--show-toplevel"])?);
+    let path = absolute
+        .strip_prefix(&root)
+        .ok()?
+        .to_string_lossy()
+        .into_owned();
+    let url =
+        git(&root, &["remote", "get-url", "origin"]).unwrap_or_else(|| root.display().to_string());
+    let default_branch = git(
+        &root,
+        &["symbolic-ref", "--short", "refs/remotes/origin/HEAD"],
+    )
+    .map(|b| b.trim_start_matches("origin/").to_string())
+    .or_else(|| git(&root, &["symbolic-ref", "--short", "HEAD"]));
+    Some(Repository {
+        url,
+        path,
+        default_branch,
+    })
 }
 
 #[derive(Serialize)]
@@ -63,6 +114,7 @@ pub async fn run(
         files.push(ApplyFile {
             path: path.display().to_string(),
             content,
+            repository: repository_of(path),
         });
     }
     let client = client(server, token, Duration::from_secs(300))?;

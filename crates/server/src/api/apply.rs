@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use pave_catalog::{PlannedEntity, plan_import};
-use pave_model::{EntityRef, Kind, SpecError, SpecErrors, parse_file};
+use pave_model::{Entity, EntityRef, Kind, ParsedEntity, SpecError, SpecErrors, parse_file};
 use pave_store::{ApplyOutcome, EntityInput, EntityRow, RelationRow};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -31,6 +31,70 @@ pub struct ApplyRequest {
 pub struct ApplyFile {
     pub path: String,
     pub content: String,
+    /// The git repository holding this file, when it is a `pave.yaml`: the
+    /// service's source, recorded as `pave.dev/repository*` annotations.
+    #[serde(default)]
+    pub repository: Option<RepositoryInfo>,
+}
+
+/// Where a service's source lives.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryInfo {
+    /// Clone URL (the `origin` remote) or an absolute local path.
+    pub url: String,
+    /// Path of the `pave.yaml` inside the repository.
+    pub path: String,
+    /// The branch runs default to.
+    #[serde(default)]
+    pub default_branch: Option<String>,
+}
+
+/// Annotation naming a service's repository (URL or local path).
+pub const REPOSITORY_ANNOTATION: &str = "pave.dev/repository";
+/// Annotation with the `pave.yaml` path inside that repository.
+pub const REPOSITORY_PATH_ANNOTATION: &str = "pave.dev/repository-path";
+/// Annotation with the repository's default branch.
+pub const DEFAULT_BRANCH_ANNOTATION: &str = "pave.dev/default-branch";
+
+impl RepositoryInfo {
+    fn validate(&self, file: &str) -> Result<(), SpecError> {
+        let bad = |what: &str| SpecError::new(file, 0, 0, format!("repository {what}"));
+        if self.url.trim().is_empty()
+            || self.url.len() > 2048
+            || self.url.chars().any(char::is_control)
+        {
+            return Err(bad("url must be 1-2048 printable characters"));
+        }
+        if self.path.len() > 1024 || self.path.chars().any(char::is_control) {
+            return Err(bad("path must be at most 1024 printable characters"));
+        }
+        if let Some(branch) = &self.default_branch
+            && (branch.is_empty()
+                || branch.len() > 255
+                || branch.chars().any(|c| c.is_control() || c == ' '))
+        {
+            return Err(bad("default_branch is not a valid branch name"));
+        }
+        Ok(())
+    }
+}
+
+/// Parses one file and records its repository on the service it defines.
+fn parse_one(file: ApplyFile) -> Result<Vec<ParsedEntity>, SpecErrors> {
+    let mut parsed = parse_file(&file.path, &file.content)?;
+    if let Some(repo) = &file.repository {
+        repo.validate(&file.path)?;
+        for p in parsed.iter_mut().filter(|p| from_pave_yaml(&p.entity)) {
+            let annotations = &mut p.entity.metadata.annotations;
+            annotations.insert(REPOSITORY_ANNOTATION.into(), repo.url.clone());
+            annotations.insert(REPOSITORY_PATH_ANNOTATION.into(), repo.path.clone());
+            if let Some(branch) = &repo.default_branch {
+                annotations.insert(DEFAULT_BRANCH_ANNOTATION.into(), branch.clone());
+            }
+        }
+    }
+    Ok(parsed)
 }
 
 /// What an apply changed (or would change, for a dry run), as entity keys.
@@ -123,7 +187,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 }
 
 fn parse_and_plan(files: Vec<ApplyFile>) -> ApiResult<Vec<PlannedEntity>> {
-    let results = pave_model::par::par_map(files, 2, |file| parse_file(&file.path, &file.content));
+    let results = pave_model::par::par_map(files, 2, parse_one);
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
     for result in results {
@@ -160,7 +224,7 @@ async fn implied_teams(
     let in_batch: BTreeSet<String> = plan.iter().map(|p| p.entity_ref.key()).collect();
     let wanted: BTreeSet<EntityRef> = plan
         .iter()
-        .filter(|p| from_pave_yaml(p))
+        .filter(|p| from_pave_yaml(&p.parsed.entity))
         .filter_map(|p| p.owner.clone())
         .filter(|o| {
             o.kind == Kind::Group
@@ -185,9 +249,8 @@ async fn implied_teams(
         .collect())
 }
 
-fn from_pave_yaml(p: &PlannedEntity) -> bool {
-    p.parsed
-        .entity
+fn from_pave_yaml(entity: &Entity) -> bool {
+    entity
         .metadata
         .annotations
         .get("pave.dev/source")

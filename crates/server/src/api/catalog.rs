@@ -29,6 +29,8 @@ pub struct ServiceDetail {
     #[serde(flatten)]
     pub summary: ServiceSummary,
     pub links: Vec<LinkView>,
+    /// The service's source repository (URL or local path), when known.
+    pub repository: Option<String>,
     /// Relation type → target entity keys.
     pub relations: BTreeMap<String, Vec<String>>,
     /// Where it was defined (`file:line:column`).
@@ -137,6 +139,7 @@ pub async fn get_service(
     Ok(Json(ServiceDetail {
         summary: service_summary(&row),
         links: links(&row),
+        repository: crate::views::annotation(&row, crate::api::apply::REPOSITORY_ANNOTATION),
         relations: group_relations(&relations),
         origin: row.origin,
         generation: row.generation,

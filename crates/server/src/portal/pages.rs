@@ -1,8 +1,9 @@
 //! The portal's pages.
 
 use super::layout::page;
+use crate::api::apply::REPOSITORY_ANNOTATION;
 use crate::auth::Principal;
-use crate::views::{ServiceSummary, TeamSummary, links, ref_name, service_summary};
+use crate::views::{ServiceSummary, TeamSummary, annotation, links, ref_name, service_summary};
 use maud::{Markup, html};
 use pave_store::EntityRow;
 use std::collections::BTreeMap;
@@ -127,6 +128,7 @@ pub fn service(
                 dt { "Lifecycle" } dd { (opt(&s.lifecycle)) }
                 dt { "Type" } dd { (opt(&s.component_type)) }
                 dt { "Tags" } dd { @if s.tags.is_empty() { span.muted { "—" } } @for t in &s.tags { span.pill { (t) } " " } }
+                dt { "Repository" } dd { (opt(&annotation(row, REPOSITORY_ANNOTATION))) }
                 dt { "Defined in" } dd { (opt(&row.origin)) }
                 dt { "Updated" } dd { (row.updated_at) " (generation " (row.generation) ")" }
             }
