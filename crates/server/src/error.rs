@@ -27,8 +27,8 @@ pub struct ErrorInfo {
     pub code: String,
     /// One human sentence.
     pub message: String,
-    /// Structured details (e.g. a list of located spec errors).
-    #[schema(value_type = Object)]
+    /// Structured details (e.g. a list of located spec errors), or null.
+    #[schema(value_type = Option<Object>)]
     pub details: Value,
 }
 

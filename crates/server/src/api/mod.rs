@@ -5,6 +5,7 @@ pub mod apply;
 pub mod audit;
 pub mod catalog;
 pub mod health;
+pub mod runs;
 pub mod tokens;
 
 use crate::state::AppState;
@@ -21,9 +22,63 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Pave API", description = "The one API that the Pave CLI, portal and agents use."),
-    modifiers(&BearerScheme)
+    modifiers(&BearerScheme),
+    components(schemas(crate::error::ErrorBody))
 )]
 struct ApiDoc;
+
+/// Documents the error answers every operation can give, in the one error
+/// shape, so clients (and schema-driven fuzzers) know every status they may see.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, false),
+            ];
+            for (op, has_body) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let mut wanted = vec![("400", "the request could not be read")];
+                if op.security.is_some() {
+                    wanted.push(("401", "missing, unknown or revoked token"));
+                    wanted.push(("403", "the token's role or team does not allow this"));
+                }
+                if path.contains('{') {
+                    wanted.push(("404", "no such resource"));
+                }
+                if has_body {
+                    wanted.push(("413", "request body too large"));
+                    wanted.push(("415", "the body is not JSON"));
+                    wanted.push(("422", "the body is well-formed but invalid"));
+                }
+                wanted.push(("500", "internal error (details in the server log)"));
+                for (status, description) in wanted {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
 
 struct BearerScheme;
 
@@ -54,8 +109,17 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::whoami))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
+        .routes(routes!(runs::create_run, runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::run_logs))
+        .routes(routes!(runs::cancel_run))
+        .routes(routes!(runs::agents::claim))
+        .routes(routes!(runs::agents::heartbeat))
+        .routes(routes!(runs::agents::append_logs))
+        .routes(routes!(runs::agents::complete))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    ErrorResponses.modify(&mut doc);
     let served = doc.clone();
     let router = router
         .route(
