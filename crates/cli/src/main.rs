@@ -60,6 +60,9 @@ enum Command {
     /// Read and verify the tamper-evident event log.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
+    /// Run this repository's pipeline here, with the engine agents use.
+    #[command(after_help = commands::run::AFTER_HELP)]
+    Run(commands::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,5 +106,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Team(args) => commands::catalog::team(args, server, token).await,
         Command::Token(cmd) => commands::tokens::run(cmd, server, token).await,
         Command::Audit(cmd) => commands::audit::run(cmd, server, token).await,
+        Command::Run(args) => commands::run::run(args).await,
     }
 }

@@ -13,3 +13,9 @@ pub mod cache;
 pub mod exec;
 pub mod junit;
 pub mod mask;
+
+// Running jobs and whole plans (runner: one job, for agents and `pave run`;
+// local: the DAG scheduler of `pave run`; workspace: clean source copies).
+pub mod local;
+pub mod runner;
+pub mod workspace;

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod audit;
 pub mod catalog;
 pub mod login;
+pub mod run;
 pub mod tokens;
 pub mod up;
 
