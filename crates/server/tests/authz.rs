@@ -41,6 +41,28 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("get", "/api/v1/whoami", AtLeast(Role::Viewer)),
     ("get", "/api/v1/audit/events", AtLeast(Role::Viewer)),
     ("get", "/api/v1/audit/verify", AtLeast(Role::Viewer)),
+    (
+        "post",
+        "/api/v1/services/{name}/runs",
+        AtLeast(Role::Developer),
+    ),
+    ("get", "/api/v1/services/{name}/runs", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/runs/{id}", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/runs/{id}/logs", AtLeast(Role::Viewer)),
+    ("post", "/api/v1/runs/{id}/cancel", AtLeast(Role::Developer)),
+    // Agents use developer tokens until there is an agent role.
+    ("post", "/api/v1/agents/claim", AtLeast(Role::Developer)),
+    (
+        "post",
+        "/api/v1/jobs/{id}/heartbeat",
+        AtLeast(Role::Developer),
+    ),
+    ("post", "/api/v1/jobs/{id}/logs", AtLeast(Role::Developer)),
+    (
+        "post",
+        "/api/v1/jobs/{id}/complete",
+        AtLeast(Role::Developer),
+    ),
 ];
 
 fn concrete(path: &str) -> String {

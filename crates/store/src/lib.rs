@@ -9,12 +9,14 @@
 //! (placeholders `$N`); times are TEXT (RFC 3339 UTC, milliseconds) and JSON
 //! is TEXT on both, so only the DDL differs per engine (`migrations/`).
 
+pub mod run_types;
 pub mod types;
 
 mod catalog;
 mod chain;
 mod db;
 mod events;
+mod runs;
 mod sql;
 mod time;
 mod tokens;
@@ -22,10 +24,12 @@ mod tx;
 mod ulid;
 mod verify;
 
+pub use run_types::*;
 pub use tx::StoreTx;
 pub use types::*;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +201,104 @@ impl Store {
     /// Ends a session.
     pub async fn delete_session(&self, session_hash: &str) -> Result<()> {
         tokens::delete_session(self, session_hash).await
+    }
+
+    // ---- pipeline runs ----------------------------------------------------
+
+    /// Creates a run with its jobs and appends `pipelinerun.queued`, in one
+    /// transaction. `scheduler` decides the jobs that need nothing (queued
+    /// or concluded); the rest wait. `Conflict` when the jobs are not in a
+    /// topological order or repeat a key.
+    pub async fn create_run(&self, run: &NewRun, scheduler: &dyn Scheduler) -> Result<RunRow> {
+        runs::create(self, run, scheduler).await
+    }
+
+    /// Atomically claims the next runnable job (queued, or running with an
+    /// expired lease) for `agent`: a new lease token, `attempt + 1`, the
+    /// lease ending `lease` from now; appends `taskrun.started` (and
+    /// `pipelinerun.started` on the run's first claim). `None` when nothing
+    /// is runnable.
+    pub async fn claim_job(
+        &self,
+        agent: &str,
+        actor: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>> {
+        runs::claim(self, agent, actor, lease).await
+    }
+
+    /// Extends the lease of a job held with `lease_token` to `lease` from
+    /// now. `Conflict` when the token is no longer current (the lease was
+    /// lost or the job has ended).
+    pub async fn heartbeat(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lease: Duration,
+    ) -> Result<Heartbeat> {
+        runs::heartbeat(self, job_id, lease_token, lease).await
+    }
+
+    /// Appends log lines of a job held with `lease_token`; returns the seq of
+    /// the last line in the run's log. `Conflict` when the lease is lost.
+    pub async fn append_logs(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        lines: &[NewLogLine],
+    ) -> Result<i64> {
+        runs::append_logs(self, job_id, lease_token, lines).await
+    }
+
+    /// Finishes a job held with the report's token, appends
+    /// `taskrun.finished`, and advances the run with `scheduler` (queue or
+    /// conclude the jobs now ready; finish the run with
+    /// `pipelinerun.finished` once every job has ended), in one transaction.
+    /// `Conflict` for a stale token or a second report.
+    pub async fn complete_job(
+        &self,
+        report: &JobReport,
+        scheduler: &dyn Scheduler,
+    ) -> Result<CompletedJob> {
+        runs::complete(self, report, scheduler).await
+    }
+
+    /// Cancels a run: waiting and queued jobs end `cancelled` (status
+    /// `skipped`), running jobs get `cancel_requested` (their heartbeats say
+    /// so), and the run finishes `cancelled`. `Conflict` when it had finished.
+    pub async fn cancel_run(&self, run_id: &str, actor: &str) -> Result<RunRow> {
+        runs::cancel(self, run_id, actor).await
+    }
+
+    /// One run, with its plan.
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        runs::get_run(&self.pool, run_id).await
+    }
+
+    /// A service's runs, newest first (plans left out: `Null`); default 1000.
+    pub async fn list_runs(&self, service_key: &str, limit: Option<i64>) -> Result<Vec<RunRow>> {
+        runs::list_runs(&self.pool, service_key, limit).await
+    }
+
+    /// A run's jobs in plan order.
+    pub async fn list_jobs(&self, run_id: &str) -> Result<Vec<JobRow>> {
+        runs::list_jobs(&self.pool, run_id).await
+    }
+
+    /// One job.
+    pub async fn get_job(&self, job_id: &str) -> Result<Option<JobRow>> {
+        runs::get_job(&self.pool, job_id).await
+    }
+
+    /// A run's log lines with seq greater than `after`, in order (default
+    /// 1000, at most 10 000).
+    pub async fn read_logs(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<LogLineRow>> {
+        runs::read_logs(&self.pool, run_id, after, limit).await
     }
 
     // ---- event log --------------------------------------------------------

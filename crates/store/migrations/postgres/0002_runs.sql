@@ -1,0 +1,71 @@
+-- Pipeline runs and their jobs: a durable state machine advanced by the
+-- server (see crates/store/src/runs.rs), and the jobs' logs.
+-- Times are TEXT (RFC 3339 UTC, milliseconds) compared bytewise (COLLATE "C");
+-- JSON is TEXT; flags are 0/1.
+
+CREATE TABLE runs (
+    id               TEXT COLLATE "C" PRIMARY KEY,
+    service_key      TEXT COLLATE "C" NOT NULL,
+    number           BIGINT NOT NULL,
+    git_ref          TEXT NOT NULL,
+    sha              TEXT NOT NULL,
+    -- queued | running | finished
+    status           TEXT NOT NULL,
+    -- success | failure | cancelled | skipped, once finished
+    outcome          TEXT,
+    plan             TEXT NOT NULL,
+    trigger_kind     TEXT NOT NULL,
+    actor            TEXT NOT NULL,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
+    -- Last log sequence number handed out for this run (log lines are numbered per run).
+    log_seq          BIGINT NOT NULL DEFAULT 0,
+    created_at       TEXT COLLATE "C" NOT NULL,
+    started_at       TEXT COLLATE "C",
+    finished_at      TEXT COLLATE "C",
+    UNIQUE (service_key, number)
+);
+
+CREATE TABLE jobs (
+    id               TEXT COLLATE "C" PRIMARY KEY,
+    run_id           TEXT COLLATE "C" NOT NULL REFERENCES runs (id),
+    position         BIGINT NOT NULL,
+    key              TEXT NOT NULL,
+    job_id           TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    -- JSON array of the instance keys (of this run) this job waits for.
+    needs            TEXT NOT NULL,
+    -- The planned job (JSON).
+    spec             TEXT NOT NULL,
+    -- waiting | queued | running | finished | skipped
+    status           TEXT NOT NULL,
+    outcome          TEXT,
+    reason           TEXT,
+    attempt          BIGINT NOT NULL DEFAULT 0,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_token      TEXT,
+    lease_expires_at TEXT COLLATE "C",
+    queued_at        TEXT COLLATE "C",
+    started_at       TEXT COLLATE "C",
+    finished_at      TEXT COLLATE "C",
+    outputs          TEXT NOT NULL DEFAULT '{}',
+    result           TEXT NOT NULL DEFAULT 'null',
+    UNIQUE (run_id, key)
+);
+CREATE INDEX jobs_run ON jobs (run_id, position);
+-- The claim queue: only live jobs are indexed.
+CREATE INDEX jobs_active ON jobs (status, queued_at, id) WHERE status IN ('queued', 'running');
+
+-- Append-only job output, numbered per run.
+CREATE TABLE job_logs (
+    run_id  TEXT COLLATE "C" NOT NULL,
+    seq     BIGINT NOT NULL,
+    job_id  TEXT COLLATE "C" NOT NULL,
+    attempt BIGINT NOT NULL,
+    step    TEXT NOT NULL,
+    stream  TEXT NOT NULL,
+    text    TEXT NOT NULL,
+    time    TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX job_logs_job ON job_logs (job_id, seq);
