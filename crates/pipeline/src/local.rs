@@ -63,7 +63,7 @@ pub fn default_parallelism() -> usize {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// A job instance got its workspace and starts its steps.
-    JobStarted { job: String },
+    JobStarted { job: String, workspace: PathBuf },
     /// A step starts.
     StepStarted { job: String, step: String },
     /// One masked log line of a step.
@@ -460,6 +460,7 @@ impl<S: RunSink> Scheduler<'_, S> {
             };
             let _ = tx.send(RunEvent::JobStarted {
                 job: job.key.clone(),
+                workspace: ws.clone(),
             });
             let mut sink = ChannelSink(tx);
             let report = run_job(&job, &ctx, &ws, &env, &mut sink, &cancel).await;

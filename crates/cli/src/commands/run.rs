@@ -54,7 +54,7 @@ pub struct RunArgs {
     /// Most jobs running at once (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
-    /// Keep the jobs' temporary workspaces (their paths are printed).
+    /// Keep the jobs' temporary workspaces (each job's path is printed when it starts).
     #[arg(long)]
     pub keep_workspaces: bool,
 }
@@ -146,6 +146,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let mut printer = Printer {
         to_stderr: args.json,
+        show_workspaces: args.keep_workspaces,
     };
     let report = local::run_local(&spec, &plan, &opts, &mut |e| printer.event(e), &cancel).await;
     if args.json {
@@ -192,6 +193,7 @@ fn default_cache_dir() -> anyhow::Result<PathBuf> {
 /// Prints live progress, one prefixed line at a time.
 struct Printer {
     to_stderr: bool,
+    show_workspaces: bool,
 }
 
 impl Printer {
@@ -208,7 +210,10 @@ impl Printer {
 
     fn event(&mut self, event: RunEvent) {
         match event {
-            RunEvent::JobStarted { job } => self.print(&format!("[{job}] started")),
+            RunEvent::JobStarted { job, workspace } if self.show_workspaces => {
+                self.print(&format!("[{job}] started in {}", workspace.display()))
+            }
+            RunEvent::JobStarted { job, .. } => self.print(&format!("[{job}] started")),
             RunEvent::StepStarted { .. } => {}
             RunEvent::Line { job, step, line } => {
                 let mark = if line.stream == LogStream::System {
