@@ -24,7 +24,8 @@ impl std::fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
-/// The API client.
+/// The API client. Cheap to clone (connections are shared).
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     target: Target,

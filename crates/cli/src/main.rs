@@ -1,17 +1,18 @@
 //! `pave`: the Pave command line — run the platform (`pave up`) and talk to it.
 
+mod agent;
 mod client;
 mod commands;
 mod config;
 mod output;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 // The catalog import and the API allocate many small strings and JSON values;
 // mimalloc is markedly faster at that than the system allocator here.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::process::ExitCode;
 
 /// Pave: the paved road from idea to production, in one binary.
 #[derive(Parser)]
@@ -63,6 +64,16 @@ enum Command {
     /// Run this repository's pipeline here, with the engine agents use.
     #[command(after_help = commands::run::AFTER_HELP)]
     Run(commands::run::RunArgs),
+    /// Run a service's pipeline on the server's agents.
+    Trigger(commands::pipelines::TriggerArgs),
+    /// List a service's pipeline runs.
+    Runs(commands::pipelines::RunsArgs),
+    /// Print (or follow with -f) a run's log.
+    Logs(commands::pipelines::LogsArgs),
+    /// Cancel a run.
+    Cancel(commands::pipelines::CancelArgs),
+    /// Run jobs for a Pave server (pulls work; the server never connects to agents).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,5 +118,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => commands::tokens::run(cmd, server, token).await,
         Command::Audit(cmd) => commands::audit::run(cmd, server, token).await,
         Command::Run(args) => commands::run::run(args).await,
+        Command::Trigger(args) => commands::pipelines::trigger(args, server, token).await,
+        Command::Runs(args) => commands::pipelines::runs(args, server, token).await,
+        Command::Logs(args) => commands::pipelines::logs(args, server, token).await,
+        Command::Cancel(args) => commands::pipelines::cancel(args, server, token).await,
+        Command::Agent(args) => commands::agent(args, server, token).await,
     }
 }

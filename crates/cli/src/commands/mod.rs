@@ -4,6 +4,7 @@ pub mod apply;
 pub mod audit;
 pub mod catalog;
 pub mod login;
+pub mod pipelines;
 pub mod run;
 pub mod tokens;
 pub mod up;
@@ -63,4 +64,30 @@ pub fn format_spec_error(spec: &serde_json::Value) -> String {
         line.push_str(&format!(" (expected {expected})"));
     }
     line
+}
+
+/// `pave agent`: runs jobs for the configured server until stopped.
+pub async fn agent(
+    args: crate::agent::AgentArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<std::process::ExitCode> {
+    up::init_logging();
+    let target = config::resolve(server, token)?;
+    if target.token.is_none() {
+        anyhow::bail!("an agent needs a token: --token, PAVE_TOKEN, or `pave login`");
+    }
+    let options = args.options();
+    eprintln!(
+        "Agent {} pulling jobs from {} (capacity {}, work dir {})",
+        options.name,
+        target.server,
+        options.capacity,
+        options.work_dir.display()
+    );
+    tokio::select! {
+        result = crate::agent::run(target, options) => result?,
+        _ = tokio::signal::ctrl_c() => eprintln!("Agent stopping."),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -23,6 +23,9 @@ pub struct UpArgs {
     /// Several servers may share one PostgreSQL database.
     #[arg(long, env = "PAVE_DATABASE")]
     pub database: Option<String>,
+    /// Jobs the in-process agent runs at once (0: no in-process agent; run `pave agent` elsewhere).
+    #[arg(long, env = "PAVE_AGENT_CAPACITY", default_value_t = 2)]
+    pub agent_capacity: usize,
 }
 
 /// Starts the server and runs until SIGINT/SIGTERM.
@@ -39,7 +42,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("opening the database {}", redact(&database)))?;
     let token_path = args.data_dir.join(ADMIN_TOKEN_FILE);
-    let created_token = ensure_admin_token(&store, &token_path).await?;
+    let created_token = ensure_token(&store, &token_path, "bootstrap-admin", "admin").await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -62,8 +65,33 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         if created_token { "written to" } else { "in" },
         token_path.display()
     );
-    println!("Next: `pave apply -f <dir>` in another terminal here. Ctrl-C stops.");
 
+    if args.agent_capacity > 0 {
+        let agent_token_path = args.data_dir.join(AGENT_TOKEN_FILE);
+        ensure_token(&store, &agent_token_path, "in-process-agent", "developer").await?;
+        let target = crate::config::Target {
+            server: url.clone(),
+            token: std::fs::read_to_string(&agent_token_path)
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        let options = crate::agent::AgentOptions {
+            name: "in-process".into(),
+            capacity: args.agent_capacity,
+            work_dir: std::fs::canonicalize(&args.data_dir)?.join("agent"),
+            lease_seconds: 15,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = crate::agent::run(target, options).await {
+                tracing::error!(error = %format!("{e:#}"), "in-process agent stopped");
+            }
+        });
+        println!(
+            "  agent     in-process, {} job(s) at a time",
+            args.agent_capacity
+        );
+    }
+    println!("Next: `pave apply -f <dir>` in another terminal here. Ctrl-C stops.");
     let state = AppState::new(store.clone());
     pave_server::serve(listener, state, shutdown_signal())
         .await
@@ -73,7 +101,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging() {
+/// Logs to stderr; `PAVE_LOG=debug|trace|warn|error` changes the level.
+pub fn init_logging() {
     let level = match std::env::var("PAVE_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
         Ok("trace") => tracing::Level::TRACE,
@@ -100,9 +129,12 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
-/// Reuses the admin token in `path` if the store knows it; otherwise creates
-/// a new admin token and writes it there (mode 0600). True when created.
-async fn ensure_admin_token(store: &Store, path: &Path) -> Result<bool> {
+/// The data-dir file holding the in-process agent's token.
+const AGENT_TOKEN_FILE: &str = "agent-token";
+
+/// Reuses the token in `path` if the store knows it; otherwise creates a new
+/// token `<name>@<host>` with `role` and writes it there (mode 0600). True when created.
+async fn ensure_token(store: &Store, path: &Path, name: &str, role: &str) -> Result<bool> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let secret = existing.trim();
         if !secret.is_empty() && store.find_token(&hash_secret(secret)).await?.is_some() {
@@ -114,8 +146,8 @@ async fn ensure_admin_token(store: &Store, path: &Path) -> Result<bool> {
     store
         .create_token(
             &NewToken {
-                name: format!("bootstrap-admin@{host}"),
-                role: "admin".into(),
+                name: format!("{name}@{host}"),
+                role: role.into(),
                 team: None,
                 secret_hash: hash_secret(&secret),
             },

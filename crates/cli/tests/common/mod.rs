@@ -42,14 +42,22 @@ pub fn pave_cmd(dir: &Path) -> Command {
 
 /// Minimal HTTP GET over a plain socket: (status, body).
 pub fn http_get(url: &str, path: &str) -> Option<(u16, String)> {
+    http_get_auth(url, path, None)
+}
+
+/// Minimal HTTP GET with an optional bearer token: (status, body).
+pub fn http_get_auth(url: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let addr = url.strip_prefix("http://")?;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut response = String::new();
@@ -71,13 +79,21 @@ pub struct Pave {
 }
 
 impl Pave {
-    /// Starts `pave up` in `dir` (data in `dir/.pave`), with extra args, and waits for `/readyz`.
+    /// Starts `pave up` in `dir` (data in `dir/.pave`) on a free port, with
+    /// extra args, and waits for `/readyz`.
     pub fn start(dir: &Path, extra: &[&str]) -> Pave {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Pave::start_with(dir, &args)
+    }
+
+    /// Starts `pave up` with exactly these args (include `--listen`).
+    pub fn start_with(dir: &Path, args: &[&str]) -> Pave {
         let server_file = dir.join(".pave").join("server");
         let _ = std::fs::remove_file(&server_file);
         let child = pave_cmd(dir)
-            .args(["up", "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .arg("up")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -131,6 +147,14 @@ impl Pave {
             let _ = stdout.read_to_string(&mut out);
         }
         (status.success(), out)
+    }
+}
+
+impl Pave {
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
