@@ -41,12 +41,14 @@ class Server:
         self.port = free_port()
         self.database = database
         self.proc = None
+        self.start_args = []
 
     def start(self):
         """Starts the server; returns milliseconds until /readyz answered 200."""
         args = [PAVE, "up", "--listen", f"127.0.0.1:{self.port}"]
         if self.database:
             args += ["--database", self.database]
+        args += self.start_args
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAVE_")}
         env["PAVE_CONFIG_DIR"] = os.path.join(self.dir, "config")
         started = time.perf_counter()
