@@ -26,12 +26,18 @@ struct Claim {
     key: String,
     attempt: i64,
     lease_token: String,
+    /// The service's secrets (masked by the runner; never log a claim).
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
     job: PlannedJob,
     #[serde(default)]
     pipeline: Value,
     pave: pave_pipeline::expr::PaveContext,
     #[serde(default)]
     needs: BTreeMap<String, pave_pipeline::expr::NeedContext>,
+    /// The service's quarantined test ids (they do not fail a `junit:` step).
+    #[serde(default)]
+    quarantined: std::collections::BTreeSet<String>,
 }
 
 /// A log line on its way to the server.
@@ -95,7 +101,10 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
         .join(format!("{}-{}", claim.job_id, claim.attempt));
     let _ = std::fs::remove_dir_all(&workspace);
     let mut sink = ChannelSink(tx);
-    let report = match prepare(client, &claim, &workspace).await {
+    let started = std::time::Instant::now();
+    let prepared = prepare(client, &claim, &options.work_dir, &workspace).await;
+    let prepare_ms = started.elapsed().as_millis() as u64;
+    let report = match prepared {
         Ok(()) => {
             let ctx = job_context(&claim);
             let env = RunEnv {
@@ -120,12 +129,14 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
     drop(sink);
     heart.abort();
     // Every line reaches the server before the report that ends the job.
+    let ran_ms = started.elapsed().as_millis() as u64 - prepare_ms;
     let lost = shipper.await.unwrap_or(false);
     let _ = std::fs::remove_dir_all(&workspace);
     if lost {
         tracing::warn!(job = %claim.key, "lease lost: another agent owns this job now; not reporting");
         return Ok(());
     }
+    let report = upload_artifacts(client, options, report).await;
     let outcome = serde_json::to_value(report.outcome)?;
     let result = serde_json::to_value(&report)?;
     client
@@ -141,11 +152,23 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
         .await
         .with_context(|| format!("reporting job {}", claim.key))?;
     tracing::info!(job = %claim.key, outcome = %outcome, "job reported");
+    tracing::debug!(
+        job = %claim.key,
+        prepare_ms,
+        run_ms = ran_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "job timings"
+    );
     Ok(())
 }
 
 /// Finds the service's repository and checks it out at the run's commit.
-async fn prepare(client: &Client, claim: &Claim, workspace: &std::path::Path) -> Result<()> {
+async fn prepare(
+    client: &Client,
+    claim: &Claim,
+    cache: &std::path::Path,
+    workspace: &std::path::Path,
+) -> Result<()> {
     let service = claim
         .pave
         .service
@@ -153,20 +176,43 @@ async fn prepare(client: &Client, claim: &Claim, workspace: &std::path::Path) ->
         .next()
         .unwrap_or(&claim.pave.service)
         .to_string();
-    let detail: Value = client
-        .get(&format!(
-            "/api/v1/services/{}",
-            crate::commands::catalog::urlencode(&service)
-        ))
-        .await
-        .with_context(|| format!("looking up service {service}"))?;
-    let repository = detail["repository"].as_str().ok_or_else(|| {
-        anyhow!("service {service} has no repository: run `pave apply -f pave.yaml` inside its git repository")
-    })?;
+    let repository = repository_of(client, &service).await?;
     if let Some(parent) = workspace.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    checkout(repository, &claim.pave.sha, workspace).await
+    checkout(cache, &repository, &claim.pave.sha, workspace).await
+}
+
+/// How long a service's repository URL is reused without asking the server again.
+const REPOSITORY_TTL: Duration = Duration::from_secs(10);
+
+/// The service's repository, from a short-lived cache or the server.
+async fn repository_of(client: &Client, service: &str) -> Result<String> {
+    static CACHE: std::sync::Mutex<BTreeMap<String, (String, std::time::Instant)>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    if let Ok(cache) = CACHE.lock()
+        && let Some((url, at)) = cache.get(service)
+        && at.elapsed() < REPOSITORY_TTL
+    {
+        return Ok(url.clone());
+    }
+    let detail: Value = client
+        .get(&format!(
+            "/api/v1/services/{}",
+            crate::commands::catalog::urlencode(service)
+        ))
+        .await
+        .with_context(|| format!("looking up service {service}"))?;
+    let url = detail["repository"].as_str().map(str::to_string).ok_or_else(|| {
+        anyhow!("service {service} has no repository: run `pave apply -f pave.yaml` inside its git repository")
+    })?;
+    if let Ok(mut cache) = CACHE.lock() {
+        cache.insert(
+            service.to_string(),
+            (url.clone(), std::time::Instant::now()),
+        );
+    }
+    Ok(url)
 }
 
 fn job_context(claim: &Claim) -> JobContext {
@@ -177,7 +223,8 @@ fn job_context(claim: &Claim) -> JobContext {
             .ok()
             .flatten(),
         needs: claim.needs.clone(),
-        secrets: BTreeMap::new(),
+        secrets: claim.secrets.clone(),
+        quarantined: claim.quarantined.clone(),
     }
 }
 
@@ -262,4 +309,56 @@ async fn heartbeat(
 fn is_conflict(e: &anyhow::Error) -> bool {
     e.downcast_ref::<crate::client::ApiFailure>()
         .is_some_and(|f| f.status == reqwest::StatusCode::CONFLICT)
+}
+
+/// Uploads the job's artifacts to the server's artifact store (by digest,
+/// verified there) before the report that lists them. A failed upload fails
+/// the job: its report would name artifacts nobody can download.
+async fn upload_artifacts(
+    client: &Client,
+    options: &AgentOptions,
+    mut report: JobReport,
+) -> JobReport {
+    if report.artifacts.is_empty() {
+        return report;
+    }
+    let uploaded = async {
+        let store = ArtifactStore::open(options.work_dir.join("artifacts"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()?;
+        for artifact in &report.artifacts {
+            let digest = artifact.digest.clone();
+            let reader = store.clone();
+            let bytes = tokio::task::spawn_blocking(move || reader.read(&digest)).await??;
+            let mut request = http
+                .put(format!(
+                    "{}/api/v1/artifacts/{}",
+                    client.server(),
+                    artifact.digest
+                ))
+                .header("content-type", "application/octet-stream")
+                .body(bytes);
+            if let Some(token) = client.token() {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await?;
+            let status = response.status();
+            if !status.is_success() {
+                let body = response.text().await.unwrap_or_default();
+                anyhow::bail!(
+                    "uploading artifact {} answered {status}: {body}",
+                    artifact.name
+                );
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = uploaded {
+        tracing::warn!(job = %report.key, error = %format!("{e:#}"), "artifact upload failed");
+        report.outcome = Outcome::Failure;
+        report.message = Some(format!("artifact upload failed: {e:#}"));
+    }
+    report
 }
