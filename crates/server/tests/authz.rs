@@ -49,6 +49,11 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("get", "/api/v1/services/{name}/runs", AtLeast(Role::Viewer)),
     ("get", "/api/v1/runs/{id}", AtLeast(Role::Viewer)),
     ("get", "/api/v1/runs/{id}/logs", AtLeast(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/runs/{id}/logs/stream",
+        AtLeast(Role::Viewer),
+    ),
     ("post", "/api/v1/runs/{id}/cancel", AtLeast(Role::Developer)),
     // Agents use developer tokens until there is an agent role.
     ("post", "/api/v1/agents/claim", AtLeast(Role::Developer)),

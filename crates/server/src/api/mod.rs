@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalog;
 pub mod health;
 pub mod runs;
+pub mod stream;
 pub mod tokens;
 
 use crate::state::AppState;
@@ -112,6 +113,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::create_run, runs::list_runs))
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::run_logs))
+        .routes(routes!(stream::stream_logs))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::agents::claim))
         .routes(routes!(runs::agents::heartbeat))

@@ -4,6 +4,8 @@
 
 mod layout;
 mod pages;
+mod run_pages;
+mod runs;
 
 use crate::auth::{
     Principal, SESSION_COOKIE, authenticate, hash_secret, new_secret, session_cookie,
@@ -29,6 +31,9 @@ pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/", get(services_page))
         .route("/services/{name}", get(service_page))
+        .route("/services/{name}/runs", get(runs::service_runs_page))
+        .route("/runs/{id}", get(runs::run_page))
+        .route("/runs/{id}/stream", get(runs::run_stream))
         .route("/teams", get(teams_page))
         .route("/teams/{name}", get(team_page))
         .route("/login", get(login_page).post(login))
@@ -152,7 +157,11 @@ async fn service_page(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no service named `{name}`")))?;
     let relations = group_relations(&state.store.relations_of(&key).await?);
-    html(pages::service(viewer.as_ref(), &row, &relations))
+    let runs = state
+        .store
+        .list_runs(&key, Some(runs::SERVICE_PAGE_RUNS))
+        .await?;
+    html(pages::service(viewer.as_ref(), &row, &relations, &runs))
 }
 
 async fn teams_page(Viewer(viewer): Viewer, State(state): State<AppState>) -> PageResult {

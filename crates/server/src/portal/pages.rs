@@ -5,7 +5,7 @@ use crate::api::apply::REPOSITORY_ANNOTATION;
 use crate::auth::Principal;
 use crate::views::{ServiceSummary, TeamSummary, annotation, links, ref_name, service_summary};
 use maud::{Markup, html};
-use pave_store::EntityRow;
+use pave_store::{EntityRow, RunRow};
 use std::collections::BTreeMap;
 
 fn opt(value: &Option<String>) -> Markup {
@@ -112,6 +112,7 @@ pub fn service(
     viewer: Option<&Principal>,
     row: &EntityRow,
     relations: &BTreeMap<String, Vec<String>>,
+    runs: &[RunRow],
 ) -> Markup {
     let s = service_summary(row);
     let links = links(row);
@@ -140,6 +141,7 @@ pub fn service(
             }
             h2 { "Relations" }
             (relations_table(relations))
+            (super::run_pages::service_runs_section(&s.name, runs, super::runs::SERVICE_PAGE_RUNS as usize))
         },
     )
 }
