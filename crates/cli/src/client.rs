@@ -56,6 +56,16 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    /// PUT JSON, read JSON.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    /// The bearer token, for requests this client does not model (raw uploads).
+    pub fn token(&self) -> Option<&str> {
+        self.target.token.as_deref()
+    }
+
     /// DELETE; expects no body back.
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.send::<(), Value>(Method::DELETE, path, None)

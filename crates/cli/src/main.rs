@@ -72,6 +72,9 @@ enum Command {
     Logs(commands::pipelines::LogsArgs),
     /// Cancel a run.
     Cancel(commands::pipelines::CancelArgs),
+    /// Manage a service's pipeline secrets (stored encrypted; masked in logs).
+    #[command(subcommand)]
+    Secret(commands::secrets::SecretCommand),
     /// Run jobs for a Pave server (pulls work; the server never connects to agents).
     Agent(agent::AgentArgs),
 }
@@ -122,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => commands::pipelines::runs(args, server, token).await,
         Command::Logs(args) => commands::pipelines::logs(args, server, token).await,
         Command::Cancel(args) => commands::pipelines::cancel(args, server, token).await,
+        Command::Secret(cmd) => commands::secrets::run(cmd, server, token).await,
         Command::Agent(args) => commands::agent(args, server, token).await,
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod json;
 pub mod portal;
 pub mod read_cache;
+pub mod repo;
 pub mod state;
 pub mod token_cache;
 pub mod views;

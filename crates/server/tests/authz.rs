@@ -12,6 +12,9 @@ use reqwest::StatusCode;
 enum Access {
     Public,
     AtLeast(Role),
+    /// Authenticated by a webhook signature, never by a token: without a
+    /// valid signature every caller, whatever its token, gets 401.
+    Signed,
 }
 use Access::*;
 
@@ -41,6 +44,30 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("get", "/api/v1/whoami", AtLeast(Role::Viewer)),
     ("get", "/api/v1/audit/events", AtLeast(Role::Viewer)),
     ("get", "/api/v1/audit/verify", AtLeast(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/services/{name}/secrets",
+        AtLeast(Role::Viewer),
+    ),
+    (
+        "put",
+        "/api/v1/services/{name}/secrets/{secret}",
+        AtLeast(Role::Developer),
+    ),
+    (
+        "delete",
+        "/api/v1/services/{name}/secrets/{secret}",
+        AtLeast(Role::Developer),
+    ),
+    ("post", "/api/v1/hooks/github", Signed),
+    ("post", "/api/v1/hooks/gitlab", Signed),
+    (
+        "put",
+        "/api/v1/artifacts/{digest}",
+        AtLeast(Role::Developer),
+    ),
+    ("get", "/api/v1/artifacts/{digest}", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/runs/{id}/artifacts", AtLeast(Role::Viewer)),
     (
         "post",
         "/api/v1/services/{name}/runs",
@@ -75,6 +102,11 @@ fn concrete(path: &str) -> String {
         .replace("{namespace}", "default")
         .replace("{name}", "does-not-exist")
         .replace("{id}", "01AAAAAAAAAAAAAAAAAAAAAAAA")
+        .replace("{secret}", "DOES_NOT_EXIST")
+        .replace(
+            "{digest}",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        )
 }
 
 /// Every route in the served OpenAPI document, as (method, path).
@@ -162,6 +194,27 @@ async fn every_documented_route_is_in_the_table_and_enforced() {
                     failures.push(format!(
                         "{method} {path}: public route answered {anonymous} without a token"
                     ));
+                }
+            }
+            Signed => {
+                let mut statuses = vec![("no token", anonymous), ("a wrong token", wrong)];
+                for role in Role::ALL {
+                    let status = call(
+                        &client,
+                        &server.url,
+                        method,
+                        path,
+                        Some(&server.tokens[&role]),
+                    )
+                    .await;
+                    statuses.push((role.as_str(), status));
+                }
+                for (who, status) in statuses {
+                    if status != StatusCode::UNAUTHORIZED {
+                        failures.push(format!(
+                            "{method} {path}: unsigned with {who} answered {status}, want 401"
+                        ));
+                    }
                 }
             }
             AtLeast(required) => {

@@ -31,6 +31,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "runs",
         sql: include_str!("../migrations/sqlite/0002_runs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "secrets",
+        sql: include_str!("../migrations/sqlite/0004_secrets.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -43,6 +48,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "runs",
         sql: include_str!("../migrations/postgres/0002_runs.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "secrets",
+        sql: include_str!("../migrations/postgres/0004_secrets.sql"),
     },
 ];
 

@@ -10,8 +10,10 @@
 //! is TEXT on both, so only the DDL differs per engine (`migrations/`).
 
 pub mod run_types;
+pub mod secrets;
 pub mod types;
 
+mod artifacts;
 mod catalog;
 mod chain;
 mod db;
@@ -25,6 +27,7 @@ mod ulid;
 mod verify;
 
 pub use run_types::*;
+pub use secrets::{SecretKey, SecretRow};
 pub use tx::StoreTx;
 pub use types::*;
 
@@ -299,6 +302,52 @@ impl Store {
         limit: Option<i64>,
     ) -> Result<Vec<LogLineRow>> {
         runs::read_logs(&self.pool, run_id, after, limit).await
+    }
+
+    // ---- secrets and webhook deliveries -----------------------------------
+
+    /// Creates or replaces a service's secret, sealed under `key`, and
+    /// appends `dev.pave.secret.set` naming the service and the secret (never
+    /// the value). `Conflict` for a bad name or a value over 64 KiB.
+    pub async fn set_secret(
+        &self,
+        key: &SecretKey,
+        service_key: &str,
+        name: &str,
+        value: &str,
+        actor: &str,
+    ) -> Result<SecretRow> {
+        secrets::set(self, key, service_key, name, value, actor).await
+    }
+
+    /// A service's secrets by name, without values.
+    pub async fn list_secrets(&self, service_key: &str) -> Result<Vec<SecretRow>> {
+        secrets::list(&self.pool, service_key).await
+    }
+
+    /// Deletes a secret and appends `dev.pave.secret.deleted`; false when absent.
+    pub async fn delete_secret(&self, service_key: &str, name: &str, actor: &str) -> Result<bool> {
+        secrets::delete(self, service_key, name, actor).await
+    }
+
+    /// A service's secret values, opened with `key` (for the jobs of its
+    /// runs only). `Corrupt` when a value was sealed under another key.
+    pub async fn secret_values(
+        &self,
+        key: &SecretKey,
+        service_key: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        secrets::values(&self.pool, key, service_key).await
+    }
+
+    /// Records a webhook delivery; false when this (provider, id) was seen before.
+    pub async fn record_delivery(&self, provider: &str, id: &str) -> Result<bool> {
+        secrets::record_delivery(self, provider, id).await
+    }
+
+    /// Forgets a recorded delivery so that a redelivery is handled again.
+    pub async fn forget_delivery(&self, provider: &str, id: &str) -> Result<()> {
+        secrets::forget_delivery(self, provider, id).await
     }
 
     // ---- event log --------------------------------------------------------

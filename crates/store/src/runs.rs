@@ -473,6 +473,7 @@ pub(crate) async fn complete(
     let job = job_from_row(&row)?;
     let mut run = load_run(conn, &job.run_id).await?;
     let mut evs = vec![job_event(TASK_FINISHED, &run, &job, &report.actor)];
+    evs.extend(crate::artifacts::packaged_events(&run, &job, &report.actor));
     let mut queued = 0;
     if run.status != "finished" {
         queued = advance(conn, &mut run, scheduler, &now, &mut evs).await?;

@@ -91,8 +91,13 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             args.agent_capacity
         );
     }
+    let ci = pave_server::state::CiConfig::from_data_dir(&std::fs::canonicalize(&args.data_dir)?)
+        .map_err(|e| anyhow::anyhow!("setting up secrets, webhooks and artifacts: {e}"))?;
+    for note in &ci.notes {
+        println!("  {note}");
+    }
     println!("Next: `pave apply -f <dir>` in another terminal here. Ctrl-C stops.");
-    let state = AppState::new(store.clone());
+    let state = AppState::new(store.clone()).with_ci(ci);
     pave_server::serve(listener, state, shutdown_signal())
         .await
         .context("serving HTTP")?;

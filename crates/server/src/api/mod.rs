@@ -2,10 +2,13 @@
 //! same handler annotations that register the routes.
 
 pub mod apply;
+pub mod artifacts;
 pub mod audit;
 pub mod catalog;
 pub mod health;
+pub mod hooks;
 pub mod runs;
+pub mod secrets;
 pub mod stream;
 pub mod tokens;
 
@@ -119,6 +122,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::agents::heartbeat))
         .routes(routes!(runs::agents::append_logs))
         .routes(routes!(runs::agents::complete))
+        .routes(routes!(secrets::list_secrets))
+        .routes(routes!(secrets::set_secret, secrets::delete_secret))
+        .routes(routes!(hooks::github))
+        .routes(routes!(hooks::gitlab))
+        .routes(routes!(artifacts::upload, artifacts::download))
+        .routes(routes!(artifacts::run_artifacts))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     ErrorResponses.modify(&mut doc);

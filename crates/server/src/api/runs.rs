@@ -201,7 +201,11 @@ impl From<LogLineRow> for LogLineView {
 }
 
 /// The catalog row of a service, or 404.
-async fn service(state: &AppState, namespace: Option<&str>, name: &str) -> ApiResult<EntityRow> {
+pub(crate) async fn service(
+    state: &AppState,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<EntityRow> {
     let namespace = namespace.unwrap_or("default");
     for (part, value) in [("namespace", namespace), ("name", name)] {
         pave_model::entity_name_rule(value)
@@ -216,7 +220,7 @@ async fn service(state: &AppState, namespace: Option<&str>, name: &str) -> ApiRe
 }
 
 /// 403 unless the principal may change the service's team.
-fn authorize(principal: &Principal, service: &EntityRow) -> ApiResult<()> {
+pub(crate) fn authorize(principal: &Principal, service: &EntityRow) -> ApiResult<()> {
     let team = service.owner_key.as_deref().map(ref_name);
     if principal.may_change_team(team) {
         return Ok(());
@@ -296,6 +300,47 @@ fn plan_run(file: &str, text: &str, service: &str) -> ApiResult<(Value, Vec<NewJ
     Ok((stored, jobs))
 }
 
+/// Plans `text` (the service's `file` at `sha`) and creates the run: the
+/// one path by which runs start, for `POST /services/{name}/runs` and push
+/// webhooks alike. An invalid pipeline answers 422 and queues nothing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn start_run(
+    state: &AppState,
+    row: &EntityRow,
+    git_ref: String,
+    sha: String,
+    file: String,
+    text: String,
+    trigger: &str,
+    actor: String,
+) -> ApiResult<RunRow> {
+    check_text("sha", &sha, true)?;
+    check_text("ref", &git_ref, false)?;
+    check_text("file", &file, true)?;
+    if text.len() > MAX_PAVE_YAML {
+        return Err(ApiError::invalid(
+            "invalid_body",
+            "pave_yaml is larger than 1 MiB",
+        ));
+    }
+    let service_name = row.name.clone();
+    let (plan, jobs) = tokio::task::spawn_blocking(move || plan_run(&file, &text, &service_name))
+        .await
+        .map_err(ApiError::internal)??;
+    let new = NewRun {
+        service_key: row.key.clone(),
+        git_ref,
+        sha,
+        plan,
+        trigger: trigger.into(),
+        actor,
+        jobs,
+    };
+    let run = state.store.create_run(&new, &PlanScheduler).await?;
+    agents::wake();
+    Ok(run)
+}
+
 /// Start a run of a service's pipeline.
 ///
 /// The client sends the `pave.yaml` text at the commit; the server parses
@@ -326,23 +371,17 @@ pub async fn create_run(
     check_text("file", &file, true)?;
     let row = service(&state, q.namespace.as_deref(), &name).await?;
     authorize(&auth.principal, &row)?;
-    let service_name = row.name.clone();
-    let text = req.pave_yaml;
-    let planned = tokio::task::spawn_blocking(move || plan_run(&file, &text, &service_name))
-        .await
-        .map_err(ApiError::internal)??;
-    let (plan, jobs) = planned;
-    let new = NewRun {
-        service_key: row.key.clone(),
-        git_ref: req.git_ref,
-        sha: req.sha,
-        plan,
-        trigger: "api".into(),
-        actor: auth.principal.actor(),
-        jobs,
-    };
-    let run = state.store.create_run(&new, &PlanScheduler).await?;
-    agents::wake();
+    let run = start_run(
+        &state,
+        &row,
+        req.git_ref,
+        req.sha,
+        file,
+        req.pave_yaml,
+        "api",
+        auth.principal.actor(),
+    )
+    .await?;
     let jobs = state.store.list_jobs(&run.id).await?;
     Ok((
         StatusCode::CREATED,

@@ -82,6 +82,10 @@ pub struct ClaimResponse {
     /// `needs.<job id>`: `{result, outputs}` of each job it needs.
     #[schema(value_type = Object)]
     pub needs: BTreeMap<String, NeedContext>,
+    /// The service's secrets by name (`secrets.NAME`); the runner masks
+    /// them in every log line. The one answer that carries secret values.
+    #[schema(value_type = Object)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Keep the lease.
@@ -241,6 +245,15 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         let jobs = state.store.list_jobs(&c.run.id).await?;
         needs_context(&plan, &jobs, &needs_ids)
     };
+    let secrets = match &state.ci {
+        Some(ci) => {
+            state
+                .store
+                .secret_values(&ci.secret_key, &c.run.service_key)
+                .await?
+        }
+        None => BTreeMap::new(),
+    };
     let mut pipeline = serde_json::Map::new();
     for key in ["name", "env", "defaults"] {
         pipeline.insert(
@@ -259,6 +272,7 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         pipeline: Value::Object(pipeline),
         pave: pave_context(&c.run),
         needs,
+        secrets,
     })
 }
 
