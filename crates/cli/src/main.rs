@@ -72,6 +72,9 @@ enum Command {
     Logs(commands::pipelines::LogsArgs),
     /// Cancel a run.
     Cancel(commands::pipelines::CancelArgs),
+    /// Test results, flaky tests and the test quarantine.
+    #[command(subcommand)]
+    Tests(commands::tests::TestsCommand),
     /// Manage a service's pipeline secrets (stored encrypted; masked in logs).
     #[command(subcommand)]
     Secret(commands::secrets::SecretCommand),
@@ -125,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => commands::pipelines::runs(args, server, token).await,
         Command::Logs(args) => commands::pipelines::logs(args, server, token).await,
         Command::Cancel(args) => commands::pipelines::cancel(args, server, token).await,
+        Command::Tests(cmd) => commands::tests::run(cmd, server, token).await,
         Command::Secret(cmd) => commands::secrets::run(cmd, server, token).await,
         Command::Agent(args) => commands::agent(args, server, token).await,
     }

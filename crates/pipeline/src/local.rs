@@ -433,6 +433,7 @@ impl<S: RunSink> Scheduler<'_, S> {
             defaults: self.spec.defaults.clone(),
             needs,
             secrets: self.opts.secrets.clone(),
+            quarantined: Default::default(),
         };
         let cancel = CancelSignal::new();
         self.states[i] = State::Running(cancel.clone());

@@ -11,7 +11,7 @@
 //! (`TOKEN: ${{ secrets.TOKEN }}`) and are masked in every log line, message
 //! and output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,11 @@ pub struct JobContext {
     /// Serialized (an agent receives them with its job); never log a context.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Test ids (`classname::name`) quarantined for the service: they still
+    /// run and are reported, but a `junit:` step whose only failing test
+    /// cases are quarantined does not fail.
+    #[serde(default)]
+    pub quarantined: BTreeSet<String>,
 }
 
 /// The machine-side environment of a job: stores and limits.
@@ -236,6 +241,8 @@ struct JobRun<'a, S: JobSink> {
     deadline: Instant,
     job_limit: Duration,
     timed_out: bool,
+    /// The service's quarantined test ids.
+    quarantined: &'a BTreeSet<String>,
     report: JobReport,
 }
 
@@ -292,6 +299,7 @@ pub async fn run_job(
         deadline: started + job_limit,
         job_limit,
         timed_out: false,
+        quarantined: &ctx.quarantined,
         report,
     };
     if let Some(e) = env_error {
@@ -379,7 +387,9 @@ impl<S: JobSink> JobRun<'_, S> {
                     outputs = self.run_one(step, &label, &mut report).await;
                     report.duration_ms = millis(started.elapsed());
                     if let Some(pattern) = &step.junit {
+                        let first = self.report.tests.len();
                         self.collect_junit(&label, pattern);
+                        self.forgive_quarantined(&label, first, &mut report);
                     }
                 }
             }
@@ -645,6 +655,43 @@ impl<S: JobSink> JobRun<'_, S> {
         }
     }
 
+    /// A `junit:` step that exited non-zero (normally: not a timeout or
+    /// cancel) counts as a success when its reports (the cases from index
+    /// `first` on) have at least one failing case and every failing case is
+    /// quarantined. The cases stay in the report as they are.
+    fn forgive_quarantined(&mut self, label: &str, first: usize, report: &mut StepReport) {
+        if report.status != StepStatus::Failure
+            || report.exit_code.is_none_or(|c| c == 0)
+            || self.quarantined.is_empty()
+        {
+            return;
+        }
+        let failing: Vec<String> = self.report.tests[first.min(self.report.tests.len())..]
+            .iter()
+            .filter(|c| c.status.is_failure())
+            .map(TestCaseResult::test_id)
+            .collect();
+        if failing.is_empty() || !failing.iter().all(|id| self.quarantined.contains(id)) {
+            return;
+        }
+        let mut names: Vec<&str> = failing.iter().map(String::as_str).collect();
+        names.dedup();
+        const SHOWN: usize = 20;
+        let mut list = names
+            .iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > SHOWN {
+            list.push_str(&format!(" and {} more", names.len() - SHOWN));
+        }
+        let msg = format!("quarantined tests failed: {list} — not failing the job");
+        self.system(label, &msg);
+        report.status = StepStatus::Success;
+        report.message = Some(msg);
+    }
+
     /// Job outputs, then artifacts (when the job succeeded), then the outcome.
     async fn finish(&mut self) {
         let pairs: Vec<(&StepSpec, Outcome)> = self
@@ -766,4 +813,98 @@ pub fn test_totals<'a>(
         }
     }
     (p, f, s)
+}
+
+#[cfg(test)]
+mod quarantine_tests {
+    use super::*;
+
+    /// Runs one job whose step writes a JUnit report failing `failing` test
+    /// names and then exits with `exit`; returns the report and log lines.
+    async fn run_with(
+        failing: &[&str],
+        exit: i32,
+        quarantined: &[&str],
+    ) -> (JobReport, Vec<String>) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ws = std::env::temp_dir().join(format!("pave-quarantine-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(&ws).unwrap();
+        let mut cases = String::from(r#"<testcase classname="c" name="ok"/>"#);
+        for name in failing {
+            cases.push_str(&format!(
+                r#"<testcase classname="c" name="{name}"><failure message="x"/></testcase>"#
+            ));
+        }
+        std::fs::write(
+            ws.join("r.xml"),
+            format!("<testsuite name=\"s\">{cases}</testsuite>"),
+        )
+        .unwrap();
+        let yaml = format!(
+            "service: {{ name: s, owner: t }}\npipeline:\n  jobs:\n    test:\n      steps:\n        - {{ run: 'exit {exit}', junit: r.xml }}\n        - {{ run: 'true' }}\n"
+        );
+        let spec = pave_model::parse_pave_yaml("pave.yaml", &yaml)
+            .unwrap()
+            .pipeline
+            .unwrap();
+        let planned = plan::plan(&spec).unwrap();
+        let ctx = JobContext {
+            quarantined: quarantined.iter().map(|s| s.to_string()).collect(),
+            ..JobContext::default()
+        };
+        let mut lines: Vec<(String, String, LogLine)> = Vec::new();
+        let report = run_job(
+            &planned.jobs[0],
+            &ctx,
+            &ws,
+            &RunEnv::default(),
+            &mut lines,
+            &CancelSignal::new(),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&ws);
+        (report, lines.into_iter().map(|(_, _, l)| l.text).collect())
+    }
+
+    #[tokio::test]
+    async fn only_quarantined_failures_do_not_fail_the_step() {
+        let (report, log) = run_with(&["a", "b"], 1, &["c::a", "c::b"]).await;
+        assert_eq!(report.outcome, Outcome::Success, "{log:?}");
+        assert_eq!(report.steps[0].status, StepStatus::Success);
+        assert_eq!(
+            report.steps[1].status,
+            StepStatus::Success,
+            "later steps run"
+        );
+        assert!(
+            log.iter()
+                .any(|l| l == "quarantined tests failed: c::a, c::b — not failing the job"),
+            "{log:?}"
+        );
+        // Still recorded as failed.
+        assert_eq!(
+            report
+                .tests
+                .iter()
+                .filter(|t| t.status.is_failure())
+                .count(),
+            2
+        );
+
+        // One failure not quarantined: the step fails.
+        let (report, _) = run_with(&["a", "b"], 1, &["c::a"]).await;
+        assert_eq!(report.outcome, Outcome::Failure);
+        // No failing case at all (the command failed for another reason).
+        let (report, _) = run_with(&[], 1, &["c::a"]).await;
+        assert_eq!(report.outcome, Outcome::Failure);
+        // Nothing quarantined.
+        let (report, _) = run_with(&["a"], 1, &[]).await;
+        assert_eq!(report.outcome, Outcome::Failure);
+        // A passing step stays as it is.
+        let (report, _) = run_with(&["a"], 0, &["c::a"]).await;
+        assert_eq!(report.outcome, Outcome::Success);
+        assert!(report.steps[0].message.is_none());
+    }
 }

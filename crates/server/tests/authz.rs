@@ -95,6 +95,23 @@ const TABLE: &[(&str, &str, Access)] = &[
         "/api/v1/jobs/{id}/complete",
         AtLeast(Role::Developer),
     ),
+    ("get", "/api/v1/tests/flaky", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/runs/{id}/tests", AtLeast(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/services/{name}/tests/quarantine",
+        AtLeast(Role::Viewer),
+    ),
+    (
+        "post",
+        "/api/v1/services/{name}/tests/quarantine",
+        AtLeast(Role::Developer),
+    ),
+    (
+        "delete",
+        "/api/v1/services/{name}/tests/quarantine",
+        AtLeast(Role::Developer),
+    ),
 ];
 
 fn concrete(path: &str) -> String {

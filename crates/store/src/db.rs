@@ -32,6 +32,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0002_runs.sql"),
     },
     Migration {
+        version: 3,
+        name: "tests",
+        sql: include_str!("../migrations/sqlite/0003_tests.sql"),
+    },
+    Migration {
         version: 4,
         name: "secrets",
         sql: include_str!("../migrations/sqlite/0004_secrets.sql"),
@@ -48,6 +53,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "runs",
         sql: include_str!("../migrations/postgres/0002_runs.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "tests",
+        sql: include_str!("../migrations/postgres/0003_tests.sql"),
     },
     Migration {
         version: 4,

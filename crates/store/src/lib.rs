@@ -20,6 +20,7 @@ mod db;
 mod events;
 mod runs;
 mod sql;
+mod test_results;
 mod time;
 mod tokens;
 mod tx;
@@ -27,6 +28,10 @@ mod ulid;
 mod verify;
 
 pub use run_types::*;
+pub use test_results::{
+    MAX_MESSAGE_BYTES, QuarantineRow, ReportedTest, TEST_STATUSES, TestObservationRow,
+    TestResultRow, reported_tests,
+};
 pub use secrets::{SecretKey, SecretRow};
 pub use tx::StoreTx;
 pub use types::*;
@@ -348,6 +353,59 @@ impl Store {
     /// Forgets a recorded delivery so that a redelivery is handled again.
     pub async fn forget_delivery(&self, provider: &str, id: &str) -> Result<()> {
         secrets::forget_delivery(self, provider, id).await
+    }
+
+    // ---- test results and quarantine ---------------------------------------
+
+    /// A run's test case results (written when its jobs completed), in job
+    /// order then report order.
+    pub async fn list_run_tests(&self, run_id: &str) -> Result<Vec<TestResultRow>> {
+        test_results::list_for_run(&self.pool, run_id).await
+    }
+
+    /// What flaky detection needs: the non-skipped results since `since`
+    /// (a stored-format time) of every test of `service_key` (or of every
+    /// service) that failed or passed on retry in that time, at most the
+    /// newest `per_test` per test, oldest first per test.
+    pub async fn test_observations(
+        &self,
+        service_key: Option<&str>,
+        since: &str,
+        per_test: i64,
+    ) -> Result<Vec<TestObservationRow>> {
+        test_results::flaky_candidates(&self.pool, service_key, since, per_test).await
+    }
+
+    /// Quarantines a service's test (it still runs and is recorded but no
+    /// longer fails its job) and appends `dev.pave.test.quarantined`.
+    /// `Conflict` when already quarantined or the id or reason is malformed.
+    pub async fn quarantine_test(
+        &self,
+        service_key: &str,
+        test_id: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Result<QuarantineRow> {
+        test_results::quarantine(self, service_key, test_id, reason, actor).await
+    }
+
+    /// Releases a quarantined test and appends `dev.pave.test.unquarantined`;
+    /// false (and no change) when it was not quarantined.
+    pub async fn unquarantine_test(
+        &self,
+        service_key: &str,
+        test_id: &str,
+        actor: &str,
+    ) -> Result<bool> {
+        test_results::unquarantine(self, service_key, test_id, actor).await
+    }
+
+    /// The quarantined tests of a service, or of every service.
+    pub async fn list_quarantined_tests(
+        &self,
+        service_key: Option<&str>,
+    ) -> Result<Vec<QuarantineRow>> {
+        test_results::list_quarantined(&self.pool, service_key).await
     }
 
     // ---- event log --------------------------------------------------------

@@ -26,8 +26,8 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
 
 use crate::{
     Backend, ClaimedJob, CompletedJob, Heartbeat, JobDecision, JobReport, JobRow, LogLineRow,
-    NewEvent, NewLogLine, NewRun, Result, RunRow, Scheduler, Store, StoreError, events, sql, time,
-    ulid,
+    NewEvent, NewLogLine, NewRun, Result, RunRow, Scheduler, Store, StoreError, events, sql,
+    test_results, time, ulid,
 };
 
 const RUN_QUEUED: &str = "dev.cdevents.pipelinerun.queued.0.2.0";
@@ -450,6 +450,8 @@ pub(crate) async fn complete(
         .map_err(|e| StoreError::Conflict(format!("outputs: {e}")))?;
     let result = serde_json::to_string(&report.result)
         .map_err(|e| StoreError::Conflict(format!("result: {e}")))?;
+    let tests = test_results::reported_tests(&report.result)?;
+    let backend = store.backend;
     let mut tx = store.begin().await?;
     let conn = tx.connection();
     events::lock_head(conn).await?;
@@ -473,6 +475,8 @@ pub(crate) async fn complete(
     let job = job_from_row(&row)?;
     let mut run = load_run(conn, &job.run_id).await?;
     let mut evs = vec![job_event(TASK_FINISHED, &run, &job, &report.actor)];
+    // Tests are written only here, after the one accepted report.
+    evs.extend(test_results::ingest(conn, backend, &run, &job, &tests, &report.actor, &now).await?);
     evs.extend(crate::artifacts::packaged_events(&run, &job, &report.actor));
     let mut queued = 0;
     if run.status != "finished" {

@@ -7,6 +7,7 @@ pub mod login;
 pub mod pipelines;
 pub mod run;
 pub mod secrets;
+pub mod tests;
 pub mod tokens;
 pub mod up;
 

@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod runs;
 pub mod secrets;
 pub mod stream;
+pub mod tests;
 pub mod tokens;
 
 use crate::state::AppState;
@@ -122,6 +123,13 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::agents::heartbeat))
         .routes(routes!(runs::agents::append_logs))
         .routes(routes!(runs::agents::complete))
+        .routes(routes!(tests::list_flaky))
+        .routes(routes!(tests::run_tests))
+        .routes(routes!(
+            tests::quarantine,
+            tests::unquarantine,
+            tests::list_quarantine
+        ))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::set_secret, secrets::delete_secret))
         .routes(routes!(hooks::github))

@@ -82,6 +82,9 @@ pub struct ClaimResponse {
     /// `needs.<job id>`: `{result, outputs}` of each job it needs.
     #[schema(value_type = Object)]
     pub needs: BTreeMap<String, NeedContext>,
+    /// The service's quarantined test ids: a `junit:` step whose only
+    /// failing tests are among them does not fail the job.
+    pub quarantined: Vec<String>,
     /// The service's secrets by name (`secrets.NAME`); the runner masks
     /// them in every log line. The one answer that carries secret values.
     #[schema(value_type = Object)]
@@ -254,6 +257,7 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         }
         None => BTreeMap::new(),
     };
+    let quarantined = crate::api::tests::quarantined_ids(state, &c.run.service_key).await?;
     let mut pipeline = serde_json::Map::new();
     for key in ["name", "env", "defaults"] {
         pipeline.insert(
@@ -272,6 +276,7 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         pipeline: Value::Object(pipeline),
         pave: pave_context(&c.run),
         needs,
+        quarantined,
         secrets,
     })
 }
@@ -362,6 +367,11 @@ pub async fn complete(
         ReportedOutcome::Cancelled => "cancelled",
         ReportedOutcome::Skipped => "skipped",
     };
+    // Malformed test cases are refused before anything changes.
+    pave_store::reported_tests(&req.result).map_err(|e| match e {
+        pave_store::StoreError::Conflict(m) => ApiError::invalid("invalid_body", m),
+        other => ApiError::internal(other),
+    })?;
     let report = JobReport {
         job_id: id,
         lease_token: req.lease_token,
