@@ -28,11 +28,11 @@ mod ulid;
 mod verify;
 
 pub use run_types::*;
+pub use secrets::{SecretKey, SecretRow};
 pub use test_results::{
     MAX_MESSAGE_BYTES, QuarantineRow, ReportedTest, TEST_STATUSES, TestObservationRow,
     TestResultRow, reported_tests,
 };
-pub use secrets::{SecretKey, SecretRow};
 pub use tx::StoreTx;
 pub use types::*;
 
