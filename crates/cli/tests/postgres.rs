@@ -118,10 +118,11 @@ async fn two_servers_one_database_fifty_writers_one_linear_chain() {
         .json()
         .await
         .expect("json");
-    // 2 bootstrap tokens + 5 implied teams + 50 services created + 100 updates.
+    // Per server a bootstrap admin and an in-process agent token; then
+    // 5 implied teams + 50 services created + 100 updates.
     assert_eq!(
         events.len(),
-        2 + 5 + 150,
+        2 * 2 + 5 + 150,
         "every write left exactly one event"
     );
     for (i, e) in events.iter().enumerate() {
