@@ -235,16 +235,18 @@ pub async fn claim(
 }
 
 async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimResponse> {
-    let plan = stored_plan(&c.run).map_err(ApiError::internal)?;
     let needs_ids: Vec<String> = c
         .job
         .spec
         .get("needs")
         .and_then(|n| serde_json::from_value(n.clone()).ok())
         .unwrap_or_default();
+    // The stored plan is only decoded when the job needs others' outputs:
+    // decoding a large run's plan on every claim made claims O(jobs).
     let needs = if needs_ids.is_empty() {
         BTreeMap::new()
     } else {
+        let plan = stored_plan(&c.run).map_err(ApiError::internal)?;
         let jobs = state.store.list_jobs(&c.run.id).await?;
         needs_context(&plan, &jobs, &needs_ids)
     };
