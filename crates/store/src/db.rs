@@ -41,6 +41,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "secrets",
         sql: include_str!("../migrations/sqlite/0004_secrets.sql"),
     },
+    Migration {
+        version: 7,
+        name: "local_runs",
+        sql: include_str!("../migrations/sqlite/0007_local_runs.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -63,6 +68,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "secrets",
         sql: include_str!("../migrations/postgres/0004_secrets.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "local_runs",
+        sql: include_str!("../migrations/postgres/0007_local_runs.sql"),
     },
 ];
 

@@ -9,8 +9,10 @@
 //! (placeholders `$N`); times are TEXT (RFC 3339 UTC, milliseconds) and JSON
 //! is TEXT on both, so only the DDL differs per engine (`migrations/`).
 
+pub mod local_runs;
 pub mod run_types;
 pub mod secrets;
+pub mod service_repository;
 pub mod types;
 
 mod artifacts;
@@ -27,8 +29,10 @@ mod tx;
 mod ulid;
 mod verify;
 
+pub use local_runs::{CreatedLocalRun, LeasedJob, NewLocalRun, RunExecution};
 pub use run_types::*;
 pub use secrets::{SecretKey, SecretRow};
+pub use service_repository::ServiceRepository;
 pub use test_results::{
     MAX_MESSAGE_BYTES, QuarantineRow, ReportedTest, TEST_STATUSES, TestObservationRow,
     TestResultRow, reported_tests,
@@ -159,6 +163,18 @@ impl Store {
     /// Relations whose source is `key` (both directions are stored explicitly).
     pub async fn relations_of(&self, key: &str) -> Result<Vec<RelationRow>> {
         catalog::relations_of(&self.pool, key).await
+    }
+
+    /// Points a service at another repository (its `pave.dev/repository*`
+    /// annotations) and appends the entity's `updated` event, in one
+    /// transaction; true when something changed. `NotFound` for an unknown key.
+    pub async fn set_service_repository(
+        &self,
+        key: &str,
+        repo: &ServiceRepository,
+        actor: &str,
+    ) -> Result<(EntityRow, bool)> {
+        service_repository::set(self, key, repo, actor).await
     }
 
     /// Deletes an entity and the relations it produced; appends an event. False when absent.
@@ -307,6 +323,29 @@ impl Store {
         limit: Option<i64>,
     ) -> Result<Vec<LogLineRow>> {
         runs::read_logs(&self.pool, run_id, after, limit).await
+    }
+
+    // ---- local runs (`pave run` recorded on the server) ---------------------
+
+    /// Creates a run executed by the calling client (`executor = 'local'`):
+    /// every job starts `running`, leased to `holder` with its own token;
+    /// agents never claim them. Appends `pipelinerun.queued`/`started` and
+    /// `taskrun.started` per job, in one transaction. `Conflict` as for
+    /// `create_run`.
+    pub async fn create_local_run(&self, run: &NewLocalRun) -> Result<CreatedLocalRun> {
+        local_runs::create(self, run).await
+    }
+
+    /// Ends the local jobs whose lease expired (their client is gone) as
+    /// `failure` ("local runner lost"), advancing their runs with
+    /// `scheduler`, instead of re-queueing them. Returns how many ended.
+    pub async fn expire_lost_local_jobs(&self, scheduler: &dyn Scheduler) -> Result<usize> {
+        local_runs::expire_lost(self, scheduler).await
+    }
+
+    /// How a run is executed (`agent` or `local`, dirty tree); `None` when absent.
+    pub async fn run_execution(&self, run_id: &str) -> Result<Option<RunExecution>> {
+        local_runs::execution(self, run_id).await
     }
 
     // ---- secrets and webhook deliveries -----------------------------------

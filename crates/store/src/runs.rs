@@ -224,8 +224,9 @@ pub(crate) async fn claim(
 ) -> Result<Option<ClaimedJob>> {
     // A cheap read first, so idle pollers do not write.
     let runnable = sqlx::query(
-        "SELECT id FROM jobs WHERE status = 'queued' \
-         OR (status = 'running' AND lease_expires_at < $1) LIMIT 1",
+        // Local jobs (run by `pave run`, see local_runs.rs) are never claimed.
+        "SELECT id FROM jobs WHERE executor = 'agent' AND (status = 'queued' \
+         OR (status = 'running' AND lease_expires_at < $1)) LIMIT 1",
     )
     .bind(time::now())
     .fetch_optional(&store.pool)
@@ -248,7 +249,8 @@ pub(crate) async fn claim(
     let picked = sqlx::query(AssertSqlSafe(format!(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, \
          lease_token = $2, lease_expires_at = $3, started_at = $4 \
-         WHERE id = (SELECT id FROM jobs WHERE cancel_requested = 0 AND (status = 'queued' \
+         WHERE id = (SELECT id FROM jobs WHERE cancel_requested = 0 AND executor = 'agent' \
+         AND (status = 'queued' \
          OR (status = 'running' AND lease_expires_at < $4)) \
          ORDER BY queued_at, id LIMIT 1{skip_locked}) \
          RETURNING {JOB_COLUMNS}"
