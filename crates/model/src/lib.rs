@@ -1,6 +1,8 @@
 //! Pure domain types and spec parsing for Pave: `pave.yaml`, Backstage
 //! `catalog-info.yaml`, entity references. No I/O lives here.
 
+pub mod deploy_spec;
+mod deploy_parse;
 pub mod entity;
 pub mod error;
 mod fast_yaml;
@@ -13,7 +15,9 @@ pub mod pipeline_spec;
 pub mod reference;
 pub mod service_spec;
 pub mod suggest;
+pub mod units;
 
+pub use deploy_spec::{DeploySpec, Strategy};
 pub use entity::{Entity, Kind, Link, Metadata};
 pub use error::{SpecError, SpecErrors};
 pub use parse::{

@@ -128,8 +128,8 @@ pub fn parse_file(file: &str, content: &str) -> Result<Vec<ParsedEntity>, SpecEr
 pub struct PaveDocument {
     pub service: ParsedEntity,
     pub pipeline: Option<crate::pipeline_spec::PipelineSpec>,
-    /// Typed by the deployments issue; kept raw for now.
-    pub deploy: Option<Value>,
+    /// How the service is started, health-checked and rolled out per environment.
+    pub deploy: Option<crate::deploy_spec::DeploySpec>,
 }
 
 /// Parses a `pave.yaml` (whatever the file is called) and validates all of
@@ -274,6 +274,16 @@ fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<PaveDocument, SpecError
             file, pipeline, &p.value, p.key_pos,
         ));
     }
+    let deploy = match root.entry("deploy") {
+        Some(d) => match crate::deploy_parse::parse_deploy(file, &d.value, d.key_pos) {
+            Ok(spec) => Some(spec),
+            Err(list) => {
+                errs.list.extend(list);
+                None
+            }
+        },
+        None => None,
+    };
     if !errs.list.is_empty() {
         errs.list.sort_by_key(|e| (e.line, e.column));
         return Err(SpecErrors(errs.list));
@@ -332,12 +342,12 @@ fn parse_pave(file: &str, mut docs: Vec<Node>) -> Result<PaveDocument, SpecError
             column: root.pos.column,
         },
         pipeline: spec.pipeline,
-        deploy: spec.deploy,
+        deploy,
     })
 }
 
 /// Turns a typed-deserialization error into a located spec error.
-fn de_error(file: &str, root_pos: Pos, e: DeError) -> SpecError {
+pub(crate) fn de_error(file: &str, root_pos: Pos, e: DeError) -> SpecError {
     let pos = e.pos.unwrap_or(root_pos);
     let place = if e.path.is_empty() {
         "at the top level".to_string()
