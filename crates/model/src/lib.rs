@@ -12,6 +12,7 @@ pub mod par;
 pub mod parse;
 pub mod pipeline_expr;
 pub mod pipeline_spec;
+pub mod pipeline_template;
 pub mod reference;
 pub mod service_spec;
 pub mod suggest;

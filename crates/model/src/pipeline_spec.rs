@@ -1245,6 +1245,8 @@ fn check_ref(path: &[String], scope: &Scope<'_>, spec: &PipelineSpec) -> Result<
             if path.get(2).map(String::as_str) == Some("outputs")
                 && let Some(o) = path.get(3)
                 && let Some(job) = spec.jobs.get(j)
+                // A template's outputs are checked when it is expanded.
+                && job.uses.is_none()
                 && !job.outputs.contains_key(o)
             {
                 let os: Vec<&str> = job.outputs.keys().map(String::as_str).collect();
