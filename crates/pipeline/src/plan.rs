@@ -101,6 +101,10 @@ pub enum PlanError {
     Cycle(Vec<String>),
     #[error("job `{job}`: {message}")]
     Matrix { job: String, message: String },
+    /// A `uses:` job reached the planner: templates are expanded first
+    /// (`pave_model::pipeline_template::expand_templates`).
+    #[error("job `{job}` uses template `{uses}`, which was not expanded before planning")]
+    UnexpandedTemplate { job: String, uses: String },
     #[error("job `{job}`: `continue-on-error: {expr}`: {message}")]
     Expression {
         job: String,
@@ -164,6 +168,12 @@ pub fn plan(spec: &PipelineSpec) -> Result<RunPlan, PlanError> {
         return Err(PlanError::NoJobs);
     }
     for (id, job) in spec.jobs.iter() {
+        if let Some(uses) = &job.uses {
+            return Err(PlanError::UnexpandedTemplate {
+                job: id.clone(),
+                uses: uses.clone(),
+            });
+        }
         for need in &job.needs {
             if !spec.jobs.contains_key(need) {
                 return Err(PlanError::UnknownNeed {

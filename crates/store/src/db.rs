@@ -42,6 +42,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0004_secrets.sql"),
     },
     Migration {
+        version: 5,
+        name: "pipeline_templates",
+        sql: include_str!("../migrations/sqlite/0005_pipeline_templates.sql"),
+    },
+    Migration {
         version: 7,
         name: "local_runs",
         sql: include_str!("../migrations/sqlite/0007_local_runs.sql"),
@@ -68,6 +73,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "secrets",
         sql: include_str!("../migrations/postgres/0004_secrets.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "pipeline_templates",
+        sql: include_str!("../migrations/postgres/0005_pipeline_templates.sql"),
     },
     Migration {
         version: 7,

@@ -10,6 +10,7 @@
 //! is TEXT on both, so only the DDL differs per engine (`migrations/`).
 
 pub mod local_runs;
+pub mod pipeline_templates;
 pub mod run_types;
 pub mod secrets;
 pub mod service_repository;
@@ -30,6 +31,9 @@ mod ulid;
 mod verify;
 
 pub use local_runs::{CreatedLocalRun, LeasedJob, NewLocalRun, RunExecution};
+pub use pipeline_templates::{
+    NewPipelineTemplate, PipelineTemplateRow, Published, template_digest,
+};
 pub use run_types::*;
 pub use secrets::{SecretKey, SecretRow};
 pub use service_repository::ServiceRepository;
