@@ -1,0 +1,101 @@
+//! Taking over after a server restart: which records still name a running
+//! instance, and cleaning up those that do not.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::process::Proc;
+use super::record::{self, InstanceRecord};
+use super::spec::{Instance, InstanceEvent, InstanceId, RuntimeError};
+use super::{Shared, logs, procfs, spawn};
+
+/// True when the record's process is still the one we started.
+fn is_live(shared: &Shared, rec: &InstanceRecord) -> bool {
+    rec.boot_id == shared.boot_id && procfs::is_same_process(rec.pid, rec.start_time)
+}
+
+/// Records not yet supervised whose process still runs, ready to be
+/// supervised; records of dead processes are removed on the way.
+pub(crate) fn live_records(shared: &Arc<Shared>) -> Vec<(Instance, Proc)> {
+    let supervised: HashSet<InstanceId> = {
+        let st = shared.lock();
+        st.instances
+            .keys()
+            .chain(st.starting.keys())
+            .cloned()
+            .collect()
+    };
+    let mut live = Vec::new();
+    for rec in record::read_all(&shared.state_dir) {
+        if supervised.contains(&rec.id) {
+            continue;
+        }
+        if is_live(shared, &rec) {
+            spawn::log_marker(
+                &logs::log_path(&shared.state_dir, &rec.id),
+                &format!("adopted process {} after a server restart", rec.pid),
+            );
+            live.push((
+                Instance {
+                    id: rec.id.clone(),
+                    pid: rec.pid,
+                    port: rec.port,
+                    addr: spawn::loopback(rec.port),
+                    spec: rec.spec,
+                },
+                Proc::Adopted {
+                    pid: rec.pid,
+                    start_time: rec.start_time,
+                },
+            ));
+        } else {
+            drop_dead(shared, &rec);
+        }
+    }
+    live
+}
+
+/// Removes the record of an instance that is no longer running, after
+/// killing whatever its process group left behind (never a recycled pid).
+fn drop_dead(shared: &Shared, rec: &InstanceRecord) {
+    if rec.boot_id == shared.boot_id {
+        let left = procfs::leftovers(rec.pid, rec.start_time);
+        if !left.is_empty() {
+            tracing::warn!(instance = %rec.id, pids = ?left, "killing what a dead instance left behind");
+            procfs::signal_each(&left, libc::SIGKILL);
+        }
+    }
+    tracing::info!(instance = %rec.id, pid = rec.pid, "instance no longer running; record dropped");
+    spawn::log_marker(
+        &logs::log_path(&shared.state_dir, &rec.id),
+        "not running after a server restart; record dropped",
+    );
+    if let Err(e) = record::remove(&shared.state_dir, &rec.id) {
+        tracing::warn!(instance = %rec.id, error = %e, "cannot remove instance record");
+    }
+}
+
+/// `stop` for an id nobody supervises: an earlier server's instance that
+/// was not adopted is terminated from its record. Nothing to do otherwise.
+pub(crate) async fn stop_unsupervised(
+    shared: &Arc<Shared>,
+    id: &InstanceId,
+    grace: Duration,
+) -> Result<(), RuntimeError> {
+    let Some(rec) = record::read(&shared.state_dir, id) else {
+        return Ok(());
+    };
+    if rec.boot_id == shared.boot_id {
+        let mut proc = Proc::Adopted {
+            pid: rec.pid,
+            start_time: rec.start_time,
+        };
+        if !proc.is_gone() {
+            proc.terminate(grace).await;
+        }
+    }
+    record::remove(&shared.state_dir, id)?;
+    shared.emit(InstanceEvent::Stopped { id: id.clone() });
+    Ok(())
+}
