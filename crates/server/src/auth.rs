@@ -1,9 +1,12 @@
 //! Authentication (bearer tokens and portal sessions) and role-based authorization.
 //!
-//! Roles are ordered: viewer < developer < approver < admin. A handler states
-//! the least role it needs by taking an `Auth<R>` argument first; the
-//! extractor answers 401 for missing/bad credentials and 403 for a role too
-//! low, before the body is even read.
+//! Human roles are ordered: viewer < developer < approver < admin. The
+//! `agent` role stands apart: it may only claim jobs and report them (the
+//! agent protocol and artifact uploads), and no human role may claim jobs
+//! (claims carry the service's secrets). A handler states what it needs by
+//! taking an `Auth<R>` argument first; the extractor answers 401 for
+//! missing/bad credentials and 403 for a role that `R` does not allow,
+//! before the body is even read.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,31 +20,28 @@ use std::marker::PhantomData;
 /// Name of the portal session cookie.
 pub const SESSION_COOKIE: &str = "pave_session";
 
-/// A role, ordered by power.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+/// A token's role. Deliberately not `Ord`: `agent` is outside the human
+/// order, so "at least" questions go through [`Role::includes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
     Developer,
     Approver,
     Admin,
+    /// A machine that runs jobs: the agent protocol and artifact uploads only.
+    Agent,
 }
 
 impl Role {
-    /// Every role, weakest first.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Developer, Role::Approver, Role::Admin];
+    /// Every role: the human ones weakest first, then `agent`.
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Developer,
+        Role::Approver,
+        Role::Admin,
+        Role::Agent,
+    ];
 
     /// The role's lowercase name.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +50,32 @@ impl Role {
             Role::Developer => "developer",
             Role::Approver => "approver",
             Role::Admin => "admin",
+            Role::Agent => "agent",
+        }
+    }
+
+    /// True for the roles of people (everything but `agent`).
+    pub fn is_human(self) -> bool {
+        self != Role::Agent
+    }
+
+    /// True when a token with this role may do what `required` may: a human
+    /// role includes the human roles below it; `agent` only itself.
+    pub fn includes(self, required: Role) -> bool {
+        match (self.human_rank(), required.human_rank()) {
+            (Some(mine), Some(needed)) => mine >= needed,
+            _ => self == required,
+        }
+    }
+
+    /// Position in viewer < developer < approver < admin; `None` for `agent`.
+    fn human_rank(self) -> Option<u8> {
+        match self {
+            Role::Viewer => Some(0),
+            Role::Developer => Some(1),
+            Role::Approver => Some(2),
+            Role::Admin => Some(3),
+            Role::Agent => None,
         }
     }
 
@@ -166,13 +192,18 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// The least role a handler requires; see `Auth`.
+/// Which roles a handler admits; see `Auth`.
 pub trait MinRole: Send + Sync + 'static {
-    /// The role.
+    /// The role named in a refusal ("this needs the ... role").
     const ROLE: Role;
+
+    /// True when a token with `role` may call the handler.
+    fn admits(role: Role) -> bool {
+        role.includes(Self::ROLE)
+    }
 }
 
-/// Marker: any valid token.
+/// Marker: any human token (not an agent's).
 pub struct Viewer;
 /// Marker: developer or above.
 pub struct Developer;
@@ -180,6 +211,13 @@ pub struct Developer;
 pub struct Approver;
 /// Marker: admin only.
 pub struct Admin;
+/// Marker: agent tokens only (claiming jobs: the claim carries secrets).
+pub struct Agent;
+/// Marker: an agent, or a developer or above: the calls about a job held
+/// under a lease token (heartbeat, logs, report) and artifact uploads,
+/// which agents make for claimed jobs and `pave run` for its local ones.
+/// The lease token, not the role, decides which job a caller may touch.
+pub struct JobRunner;
 
 impl MinRole for Viewer {
     const ROLE: Role = Role::Viewer;
@@ -192,6 +230,16 @@ impl MinRole for Approver {
 }
 impl MinRole for Admin {
     const ROLE: Role = Role::Admin;
+}
+impl MinRole for Agent {
+    const ROLE: Role = Role::Agent;
+}
+impl MinRole for JobRunner {
+    const ROLE: Role = Role::Agent;
+
+    fn admits(role: Role) -> bool {
+        role == Role::Agent || role.includes(Role::Developer)
+    }
 }
 
 /// Extractor: an authenticated principal holding at least role `R`.
@@ -207,16 +255,37 @@ impl<R: MinRole> FromRequestParts<AppState> for Auth<R> {
         let principal = authenticate(parts, state).await?.ok_or_else(|| {
             ApiError::unauthenticated("this endpoint needs a token (Authorization: Bearer <token>)")
         })?;
-        if principal.role < R::ROLE {
-            return Err(ApiError::forbidden(format!(
-                "this needs the {} role; your token has {}",
-                R::ROLE.as_str(),
-                principal.role.as_str()
-            )));
+        if !R::admits(principal.role) {
+            return Err(ApiError::forbidden(refusal::<R>(principal.role)));
         }
         Ok(Auth {
             principal,
             _role: PhantomData,
         })
     }
+}
+
+/// Why a token with `role` may not call a handler that admits `R`.
+fn refusal<R: MinRole>(role: Role) -> String {
+    if role == Role::Agent {
+        return "agent tokens may only claim and report jobs (and upload their artifacts)".into();
+    }
+    if R::admits(Role::Developer) {
+        return format!(
+            "this needs an agent token or the developer role; your token has {}",
+            role.as_str()
+        );
+    }
+    if R::ROLE == Role::Agent {
+        return format!(
+            "only agent tokens may claim jobs; your token has the {} role \
+             (create one with `pave token create --role agent`)",
+            role.as_str()
+        );
+    }
+    format!(
+        "this needs the {} role; your token has {}",
+        R::ROLE.as_str(),
+        role.as_str()
+    )
 }

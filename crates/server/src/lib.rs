@@ -49,11 +49,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let draining = state.draining.clone();
+    // Local runs (`pave run`) whose client vanished end failed after their lease.
+    let reaper = tokio::spawn(api::local_runs::reap_lost_local_jobs(state.clone()));
     let app = app(state);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             draining.store(true, Ordering::Relaxed);
         })
-        .await
+        .await;
+    reaper.abort();
+    served
 }

@@ -151,7 +151,7 @@ async fn a_runs_artifacts_are_listed_with_download_paths_and_events() {
         .call(
             "POST",
             "/api/v1/agents/claim",
-            Role::Developer,
+            Role::Agent,
             Some(json!({ "agent": "a", "wait_seconds": 5 })),
         )
         .await;

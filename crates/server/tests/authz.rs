@@ -11,7 +11,13 @@ use reqwest::StatusCode;
 #[derive(Clone, Copy, Debug)]
 enum Access {
     Public,
+    /// A human role at least this one (never an agent token).
     AtLeast(Role),
+    /// Agent tokens only (claiming: the claim carries secrets).
+    AgentOnly,
+    /// Agent tokens, or developer and above (`pave run` reports its local
+    /// jobs through the same calls).
+    JobRunner,
     /// Authenticated by a webhook signature, never by a token: without a
     /// valid signature every caller, whatever its token, gets 401.
     Signed,
@@ -61,11 +67,7 @@ const TABLE: &[(&str, &str, Access)] = &[
     ),
     ("post", "/api/v1/hooks/github", Signed),
     ("post", "/api/v1/hooks/gitlab", Signed),
-    (
-        "put",
-        "/api/v1/artifacts/{digest}",
-        AtLeast(Role::Developer),
-    ),
+    ("put", "/api/v1/artifacts/{digest}", JobRunner),
     ("get", "/api/v1/artifacts/{digest}", AtLeast(Role::Viewer)),
     ("get", "/api/v1/runs/{id}/artifacts", AtLeast(Role::Viewer)),
     (
@@ -82,17 +84,14 @@ const TABLE: &[(&str, &str, Access)] = &[
         AtLeast(Role::Viewer),
     ),
     ("post", "/api/v1/runs/{id}/cancel", AtLeast(Role::Developer)),
-    // Agents use developer tokens until there is an agent role.
-    ("post", "/api/v1/agents/claim", AtLeast(Role::Developer)),
+    ("post", "/api/v1/agents/claim", AgentOnly),
+    ("post", "/api/v1/jobs/{id}/heartbeat", JobRunner),
+    ("post", "/api/v1/jobs/{id}/logs", JobRunner),
+    ("post", "/api/v1/jobs/{id}/complete", JobRunner),
+    ("post", "/api/v1/runs/local", AtLeast(Role::Developer)),
     (
-        "post",
-        "/api/v1/jobs/{id}/heartbeat",
-        AtLeast(Role::Developer),
-    ),
-    ("post", "/api/v1/jobs/{id}/logs", AtLeast(Role::Developer)),
-    (
-        "post",
-        "/api/v1/jobs/{id}/complete",
+        "put",
+        "/api/v1/services/{name}/repository",
         AtLeast(Role::Developer),
     ),
     ("get", "/api/v1/tests/flaky", AtLeast(Role::Viewer)),
@@ -113,6 +112,18 @@ const TABLE: &[(&str, &str, Access)] = &[
         AtLeast(Role::Developer),
     ),
 ];
+
+/// Whether `role` may call a route with `access` (the rule the table states).
+fn admits(access: Access, role: Role) -> bool {
+    let human_rank = |r: Role| Role::ALL.iter().position(|x| *x == r);
+    match access {
+        Public => true,
+        Signed => false,
+        AgentOnly => role == Role::Agent,
+        JobRunner => role == Role::Agent || admits(AtLeast(Role::Developer), role),
+        AtLeast(required) => role != Role::Agent && human_rank(role) >= human_rank(required),
+    }
+}
 
 fn concrete(path: &str) -> String {
     path.replace("{kind}", "component")
@@ -234,7 +245,7 @@ async fn every_documented_route_is_in_the_table_and_enforced() {
                     }
                 }
             }
-            AtLeast(required) => {
+            AtLeast(_) | AgentOnly | JobRunner => {
                 if anonymous != StatusCode::UNAUTHORIZED {
                     failures.push(format!(
                         "{method} {path}: no token answered {anonymous}, want 401"
@@ -254,7 +265,7 @@ async fn every_documented_route_is_in_the_table_and_enforced() {
                         Some(&server.tokens[&role]),
                     )
                     .await;
-                    let allowed = role >= required;
+                    let allowed = admits(access, role);
                     let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
                     if allowed && denied {
                         failures.push(format!(
@@ -303,4 +314,52 @@ async fn the_served_document_is_the_generated_one() {
         served["openapi"].as_str().map(|v| v.starts_with("3.")),
         Some(true)
     );
+}
+
+#[tokio::test]
+async fn agent_tokens_only_claim_and_humans_never_do() {
+    let server = common::start().await;
+    let client = common::http();
+    let agent = &server.tokens[&Role::Agent];
+    for path in ["/api/v1/services", "/api/v1/whoami", "/api/v1/audit/events"] {
+        let response = client
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(agent)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("agent tokens may only claim")),
+            "{body}"
+        );
+    }
+    for role in [Role::Viewer, Role::Developer, Role::Approver, Role::Admin] {
+        let response = client
+            .post(format!("{}/api/v1/agents/claim", server.url))
+            .bearer_auth(&server.tokens[&role])
+            .json(&serde_json::json!({ "agent": "sneaky", "wait_seconds": 0 }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{role:?}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--role agent")),
+            "{body}"
+        );
+    }
+    let response = client
+        .post(format!("{}/api/v1/agents/claim", server.url))
+        .bearer_auth(agent)
+        .json(&serde_json::json!({ "agent": "a1", "wait_seconds": 0 }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }

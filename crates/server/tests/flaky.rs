@@ -94,7 +94,7 @@ async fn trigger_and_claim(server: &TestServer, sha: &str) -> (String, Value) {
         server,
         "post",
         "/api/v1/agents/claim",
-        Role::Developer,
+        Role::Agent,
         Some(json!({ "agent": "a1", "wait_seconds": 5 })),
     )
     .await;

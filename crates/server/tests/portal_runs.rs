@@ -27,9 +27,13 @@ pipeline:
 ";
 
 async fn post(server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+    post_as(server, path, Role::Developer, body).await
+}
+
+async fn post_as(server: &TestServer, path: &str, role: Role, body: Value) -> (StatusCode, Value) {
     let response = common::http()
         .post(format!("{}{path}", server.url))
-        .bearer_auth(&server.tokens[&Role::Developer])
+        .bearer_auth(&server.tokens[&role])
         .json(&body)
         .send()
         .await
@@ -50,9 +54,10 @@ async fn page(server: &TestServer, path: &str) -> (StatusCode, String) {
 }
 
 async fn claim(server: &TestServer) -> Value {
-    let (status, job) = post(
+    let (status, job) = post_as(
         server,
         "/api/v1/agents/claim",
+        Role::Agent,
         json!({ "agent": "agent-7", "wait_seconds": 0 }),
     )
     .await;

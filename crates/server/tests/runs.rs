@@ -88,10 +88,12 @@ async fn trigger(server: &TestServer, yaml: &str) -> (StatusCode, Value) {
 }
 
 async fn claim(server: &TestServer, agent: &str, wait: u64, lease: u64) -> (StatusCode, Value) {
-    post(
+    send(
         server,
+        "post",
         "/api/v1/agents/claim",
-        json!({ "agent": agent, "wait_seconds": wait, "lease_seconds": lease }),
+        Role::Agent,
+        Some(json!({ "agent": agent, "wait_seconds": wait, "lease_seconds": lease })),
     )
     .await
 }
@@ -499,7 +501,7 @@ async fn a_waiting_claim_wakes_when_a_run_is_queued() {
     );
 
     let url = server.url.clone();
-    let token = server.tokens[&Role::Developer].clone();
+    let token = server.tokens[&Role::Agent].clone();
     let waiting = tokio::spawn(async move {
         let started = Instant::now();
         let response = common::http()
@@ -517,10 +519,12 @@ async fn a_waiting_claim_wakes_when_a_run_is_queued() {
     assert_eq!(status, StatusCode::OK);
     assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
 
-    let (status, _) = post(
+    let (status, _) = send(
         &server,
+        "post",
         "/api/v1/agents/claim",
-        json!({ "agent": "x", "wait_seconds": 31 }),
+        Role::Agent,
+        Some(json!({ "agent": "x", "wait_seconds": 31 })),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -180,7 +180,7 @@ async fn only_the_claim_of_the_services_job_carries_values() {
         .call(
             "POST",
             "/api/v1/agents/claim",
-            Role::Developer,
+            Role::Agent,
             Some(json!({ "agent": "a1", "wait_seconds": 5 })),
         )
         .await;

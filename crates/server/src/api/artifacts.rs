@@ -11,7 +11,7 @@
 //! events are appended when a job completes (see the store).
 
 use super::secrets::ci;
-use crate::auth::{Auth, Developer, Viewer};
+use crate::auth::{Auth, JobRunner, Viewer};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::Json;
@@ -89,7 +89,7 @@ fn download_path(digest: &str) -> String {
               (status = 422, description = "the body does not match the digest", body = crate::error::ErrorBody),
               (status = 503, description = "no artifact store configured", body = crate::error::ErrorBody)))]
 pub async fn upload(
-    _auth: Auth<Developer>,
+    _auth: Auth<JobRunner>,
     State(state): State<AppState>,
     Path(digest): Path<String>,
     body: Body,

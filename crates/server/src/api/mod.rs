@@ -7,8 +7,10 @@ pub mod audit;
 pub mod catalog;
 pub mod health;
 pub mod hooks;
+pub mod local_runs;
 pub mod runs;
 pub mod secrets;
+pub mod service_repository;
 pub mod stream;
 pub mod tests;
 pub mod tokens;
@@ -119,6 +121,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::run_logs))
         .routes(routes!(stream::stream_logs))
         .routes(routes!(runs::cancel_run))
+        .routes(routes!(local_runs::create_local_run))
+        .routes(routes!(service_repository::set_repository))
         .routes(routes!(runs::agents::claim))
         .routes(routes!(runs::agents::heartbeat))
         .routes(routes!(runs::agents::append_logs))

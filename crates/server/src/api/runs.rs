@@ -244,7 +244,7 @@ fn spec_error(errors: Vec<SpecError>) -> ApiError {
 }
 
 /// Checks a short identifier-like field (sha, ref).
-fn check_text(what: &str, value: &str, required: bool) -> ApiResult<()> {
+pub(crate) fn check_text(what: &str, value: &str, required: bool) -> ApiResult<()> {
     if required && value.trim().is_empty() {
         return Err(ApiError::invalid(
             "invalid_body",
@@ -262,7 +262,7 @@ fn check_text(what: &str, value: &str, required: bool) -> ApiResult<()> {
 
 /// Parses `pave.yaml`, checks it names `service`, and plans its pipeline
 /// into the run's jobs and stored plan.
-fn plan_run(file: &str, text: &str, service: &str) -> ApiResult<(Value, Vec<NewJob>)> {
+pub(crate) fn plan_run(file: &str, text: &str, service: &str) -> ApiResult<(Value, Vec<NewJob>)> {
     let doc = parse_pave_yaml(file, text).map_err(|SpecErrors(errs)| spec_error(errs))?;
     let located = |message: String| spec_error(vec![SpecError::new(file, 0, 0, message)]);
     let named = &doc.service.entity.metadata.name;

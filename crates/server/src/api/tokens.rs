@@ -81,6 +81,12 @@ pub async fn create_token(
             "token name must be 1-100 printable characters",
         ));
     }
+    if req.role == Role::Agent && req.team.is_some() {
+        return Err(ApiError::invalid(
+            "invalid_team",
+            "agent tokens claim jobs of every team; they cannot be team-scoped",
+        ));
+    }
     if let Some(team) = &req.team {
         pave_model::entity_name_rule(team).map_err(|rule| {
             ApiError::invalid(

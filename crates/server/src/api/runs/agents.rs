@@ -3,11 +3,14 @@
 //! lease token; a token that is no longer current (the lease expired and
 //! another agent claimed the job, or the job already completed) answers 409.
 //!
-//! Agents use developer tokens for now (no dedicated agent role yet).
+//! Claiming needs an agent token (`Auth<Agent>`: the claim carries the
+//! service's secrets). Heartbeat, logs and report also admit developer
+//! tokens (`Auth<JobRunner>`), because `pave run` reports its local jobs
+//! through them; the lease token decides which job a caller may touch.
 
 use super::scheduler::{PlanScheduler, needs_context, pave_context, stored_plan};
 use super::{JobView, RunView};
-use crate::auth::{Auth, Developer};
+use crate::auth::{Agent, Auth, JobRunner};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::state::AppState;
@@ -89,6 +92,9 @@ pub struct ClaimResponse {
     /// them in every log line. The one answer that carries secret values.
     #[schema(value_type = Object)]
     pub secrets: BTreeMap<String, String>,
+    /// Where to check the run's commit out from (the service's
+    /// `pave.dev/repository`), so agents need no catalog access.
+    pub repository: Option<String>,
 }
 
 /// Keep the lease.
@@ -195,7 +201,7 @@ fn lease(seconds: Option<u64>) -> ApiResult<Duration> {
     responses((status = 200, body = ClaimResponse), (status = 204, description = "no job within the wait"),
               (status = 422, body = crate::error::ErrorBody)))]
 pub async fn claim(
-    auth: Auth<Developer>,
+    auth: Auth<Agent>,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> ApiResult<Response> {
@@ -260,6 +266,11 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         None => BTreeMap::new(),
     };
     let quarantined = crate::api::tests::quarantined_ids(state, &c.run.service_key).await?;
+    let repository = state
+        .store
+        .get_entity(&c.run.service_key)
+        .await?
+        .and_then(|row| crate::views::annotation(&row, crate::api::apply::REPOSITORY_ANNOTATION));
     let mut pipeline = serde_json::Map::new();
     for key in ["name", "env", "defaults"] {
         pipeline.insert(
@@ -280,6 +291,7 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         needs,
         quarantined,
         secrets,
+        repository,
     })
 }
 
@@ -289,7 +301,7 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
     responses((status = 200, body = HeartbeatResponse),
               (status = 409, description = "the lease is lost: stop the job", body = crate::error::ErrorBody)))]
 pub async fn heartbeat(
-    _auth: Auth<Developer>,
+    _auth: Auth<JobRunner>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<HeartbeatRequest>,
@@ -309,7 +321,7 @@ pub async fn heartbeat(
               (status = 409, description = "the lease is lost", body = crate::error::ErrorBody),
               (status = 422, body = crate::error::ErrorBody)))]
 pub async fn append_logs(
-    _auth: Auth<Developer>,
+    _auth: Auth<JobRunner>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<LogsRequest>,
@@ -358,7 +370,7 @@ pub async fn append_logs(
               (status = 409, description = "late or duplicate report", body = crate::error::ErrorBody),
               (status = 422, body = crate::error::ErrorBody)))]
 pub async fn complete(
-    auth: Auth<Developer>,
+    auth: Auth<JobRunner>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
