@@ -132,3 +132,19 @@ pub fn resolve(server_flag: Option<String>, token_flag: Option<String>) -> Resul
         token,
     })
 }
+
+/// Like `resolve`, but `None` when no server is configured at all (no flag
+/// or env, no saved login, no `.pave/` here or above): `pave run` records
+/// only on a server someone set up, never on the default address.
+pub fn resolve_configured(
+    server_flag: Option<String>,
+    token_flag: Option<String>,
+) -> Result<Option<Target>> {
+    let configured = server_flag.is_some()
+        || load_credentials()?.is_some()
+        || find_local_data_dir().is_some_and(|d| d.join(SERVER_FILE).is_file());
+    if !configured {
+        return Ok(None);
+    }
+    resolve(server_flag, token_flag).map(Some)
+}

@@ -49,8 +49,8 @@ enum Command {
     Apply(commands::apply::ApplyArgs),
     /// List services.
     Services(commands::catalog::ListArgs),
-    /// Show one service.
-    Service(commands::catalog::ShowArgs),
+    /// Show one service; `pave service set-repo` changes where it builds from.
+    Service(commands::catalog::ServiceArgs),
     /// List teams.
     Teams(commands::catalog::ListArgs),
     /// Show one team and the services it owns.
@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Team(args) => commands::catalog::team(args, server, token).await,
         Command::Token(cmd) => commands::tokens::run(cmd, server, token).await,
         Command::Audit(cmd) => commands::audit::run(cmd, server, token).await,
-        Command::Run(args) => commands::run::run(args).await,
+        Command::Run(args) => commands::run::run(args, server, token).await,
         Command::Trigger(args) => commands::pipelines::trigger(args, server, token).await,
         Command::Runs(args) => commands::pipelines::runs(args, server, token).await,
         Command::Logs(args) => commands::pipelines::logs(args, server, token).await,

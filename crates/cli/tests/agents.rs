@@ -115,7 +115,7 @@ fn start_agent(dir: &Path, pave: &Pave, name: &str) -> Agent {
             ])
             .args(["--work-dir", &dir.join(name).display().to_string()])
             .env("PAVE_SERVER", &pave.url)
-            .env("PAVE_TOKEN", &pave.token)
+            .env("PAVE_TOKEN", pave.agent_token(name))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

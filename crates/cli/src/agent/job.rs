@@ -38,6 +38,10 @@ struct Claim {
     /// The service's quarantined test ids (they do not fail a `junit:` step).
     #[serde(default)]
     quarantined: std::collections::BTreeSet<String>,
+    /// Where to check out from; agent tokens cannot read the catalog, so
+    /// servers send it with the claim (older ones did not).
+    #[serde(default)]
+    repository: Option<String>,
 }
 
 /// A log line on its way to the server.
@@ -176,7 +180,10 @@ async fn prepare(
         .next()
         .unwrap_or(&claim.pave.service)
         .to_string();
-    let repository = repository_of(client, &service).await?;
+    let repository = match &claim.repository {
+        Some(url) => url.clone(),
+        None => repository_of(client, &service).await?,
+    };
     if let Some(parent) = workspace.parent() {
         std::fs::create_dir_all(parent)?;
     }

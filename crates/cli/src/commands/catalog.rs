@@ -1,9 +1,9 @@
-//! `pave services`, `pave service`, `pave teams`, `pave team`.
+//! `pave services`, `pave service` (and `pave service set-repo`), `pave teams`, `pave team`.
 
 use super::{QUICK, client};
 use crate::output::{self, or_dash, table};
-use anyhow::Result;
-use serde_json::Value;
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
 use std::process::ExitCode;
 
 /// Options of list commands.
@@ -22,6 +22,51 @@ pub struct ListArgs {
 pub struct ShowArgs {
     /// Name.
     pub name: String,
+    /// Namespace (default `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pave service NAME` or `pave service set-repo ...`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub command: Option<ServiceCommand>,
+    /// The service to show.
+    #[arg(required = true)]
+    pub name: Option<String>,
+    /// Namespace (default `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Subcommands of `pave service`.
+#[derive(clap::Subcommand)]
+pub enum ServiceCommand {
+    /// Change the repository the service builds from (agents, `pave trigger`).
+    SetRepo(SetRepoArgs),
+}
+
+/// `pave service set-repo` flags.
+#[derive(clap::Args)]
+pub struct SetRepoArgs {
+    /// The service.
+    pub service: String,
+    /// Clone URL (https://, ssh://, git@host:path) or a local repository path.
+    pub repository: String,
+    /// Directory (or file) of the service's pave.yaml inside the repository.
+    #[arg(long, value_name = "SUBDIR")]
+    pub path: Option<String>,
+    /// Branch that runs default to (without it, a previous one is dropped).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Namespace (default `default`).
     #[arg(long)]
     pub namespace: Option<String>,
@@ -100,16 +145,22 @@ fn print_relations(v: &Value) {
     }
 }
 
-/// Shows one service.
+/// Shows one service, or runs a `pave service` subcommand.
 pub async fn service(
-    args: ShowArgs,
+    args: ServiceArgs,
     server: Option<String>,
     token: Option<String>,
 ) -> Result<ExitCode> {
+    if let Some(ServiceCommand::SetRepo(set)) = args.command {
+        return set_repo(set, server, token).await;
+    }
+    let Some(name) = args.name else {
+        bail!("name the service: `pave service <name>`");
+    };
     let v: Value = client(server, token, QUICK)?
         .get(&format!(
             "/api/v1/services/{}{}",
-            urlencode(&args.name),
+            urlencode(&name),
             query(&args.namespace)
         ))
         .await?;
@@ -127,8 +178,18 @@ pub async fn service(
         ("lifecycle", "lifecycle"),
         ("type", "type"),
         ("defined in", "origin"),
+        ("repository", "repository"),
     ] {
         println!("{label:<11} {}", or_dash(s(&v, key)));
+    }
+    let annotations = &v["document"]["metadata"]["annotations"];
+    if v["repository"].is_string() {
+        for (label, key) in [
+            ("  path", "pave.dev/repository-path"),
+            ("  branch", "pave.dev/default-branch"),
+        ] {
+            println!("{label:<11} {}", or_dash(annotations[key].as_str()));
+        }
     }
     if let Some(links) = v["links"].as_array()
         && !links.is_empty()
@@ -208,5 +269,49 @@ pub async fn team(
         }
     );
     print_relations(&v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pave service set-repo`: points a service at another repository.
+async fn set_repo(
+    args: SetRepoArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<ExitCode> {
+    // A local path is sent absolute: agents and the server resolve it, not this shell.
+    let local = std::path::Path::new(&args.repository);
+    let url = if !args.repository.contains("://") && local.exists() {
+        std::fs::canonicalize(local)
+            .map_err(|e| anyhow::anyhow!("cannot resolve {}: {e}", args.repository))?
+            .display()
+            .to_string()
+    } else {
+        args.repository.clone()
+    };
+    let v: Value = client(server, token, QUICK)?
+        .put(
+            &format!(
+                "/api/v1/services/{}/repository{}",
+                urlencode(&args.service),
+                query(&args.namespace)
+            ),
+            &json!({ "url": url, "path": args.path, "default_branch": args.branch }),
+        )
+        .await?;
+    if args.json {
+        output::json(&v)?;
+    } else if v["changed"].as_bool() == Some(false) {
+        println!("{} already builds from {url}", args.service);
+    } else {
+        println!(
+            "{} now builds from {} ({}{})",
+            args.service,
+            or_dash(s(&v, "url")),
+            or_dash(s(&v, "path")),
+            s(&v, "default_branch")
+                .map(|b| format!(", branch {b}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod login;
 pub mod pipelines;
 pub mod run;
+pub mod run_record;
 pub mod secrets;
 pub mod tests;
 pub mod tokens;

@@ -1,5 +1,7 @@
 //! `pave run`: run the repository's pipeline on this machine with the same
 //! engine agents use, streaming each step's output live, then print a summary.
+//! With a server configured, the run is also recorded there (see
+//! `run_record`): logs, results, tests and artifacts, marked as run locally.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -15,6 +17,7 @@ use pave_pipeline::local::{self, LocalOptions, RunEvent, RunReport};
 use pave_pipeline::plan::Outcome;
 use pave_pipeline::runner::{CacheUse, JobReport, StepStatus, fmt_duration, test_totals};
 
+use super::run_record::{self, RecordRequest};
 use crate::output;
 
 /// Help text about what a job's workspace contains.
@@ -24,6 +27,12 @@ the copy holds the files `git ls-files --cached --others --exclude-standard`
 lists: tracked files as they are on disk (uncommitted changes included) and
 untracked files that are not ignored; ignored files (build output, .env) are not
 copied. Outside git, everything but .git is copied.
+
+With a server configured (--server/PAVE_SERVER, `pave login`, or a .pave/
+directory of `pave up` here or above), the run is also recorded there: it shows
+in `pave runs`, the portal and test reports, marked as run locally (and as dirty
+when the tree has uncommitted changes). If the server cannot be reached, `pave
+run` warns once and runs locally; --no-record skips recording.
 
 Steps with `cache:` are restored from the step cache when their command, named
 env and input files are unchanged; the cache and artifacts live in --cache-dir,
@@ -57,10 +66,27 @@ pub struct RunArgs {
     /// Keep the jobs' temporary workspaces (each job's path is printed when it starts).
     #[arg(long)]
     pub keep_workspaces: bool,
+    /// Do not record the run on the configured server.
+    #[arg(long)]
+    pub no_record: bool,
+    /// Lease of the recorded jobs on the server: a run whose `pave run`
+    /// stops heartbeating ends failed this long after.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "PAVE_RUN_LEASE_SECONDS",
+        default_value_t = 30,
+        hide = true
+    )]
+    pub lease_seconds: u64,
 }
 
-/// Runs `pave run`.
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Runs `pave run`; `server`/`token` are the global flags (recording).
+pub async fn run(
+    args: RunArgs,
+    server: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = git(&cwd, &["rev-parse", "--show-toplevel"])
         .map(PathBuf::from)
@@ -113,6 +139,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let artifacts = ArtifactStore::open(cache_dir.join("artifacts"))
         .context("cannot open the artifact store")?;
+    let uploads = artifacts.clone();
 
     let sha = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "local".into());
     let git_ref = git(&root, &["symbolic-ref", "-q", "HEAD"]).unwrap_or_else(|| "local".into());
@@ -137,6 +164,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.keep_workspaces = args.keep_workspaces;
 
     let cancel = CancelSignal::new();
+    let recorder = match (
+        args.no_record,
+        crate::config::resolve_configured(server, token)?,
+    ) {
+        (false, Some(target)) => {
+            let request = RecordRequest {
+                service: opts.pave.service.clone(),
+                namespace: Some(doc.service.entity.metadata.namespace.clone())
+                    .filter(|ns| ns != "default"),
+                git_ref: opts.pave.git_ref.clone(),
+                sha: opts.pave.sha.clone(),
+                dirty: git(&root, &["status", "--porcelain"]).is_some(),
+                file: shown.clone(),
+                pave_yaml: content.clone(),
+                jobs: args.jobs.clone(),
+                host: host_name(),
+                lease_seconds: args.lease_seconds.clamp(2, 600),
+            };
+            let keys: Vec<String> = plan.jobs.iter().map(|j| j.key.clone()).collect();
+            run_record::start(target, request, &keys, uploads, cancel.clone()).await
+        }
+        _ => None,
+    };
+    if let Some(r) = &recorder {
+        opts.pave.run_id = r.run_id.clone();
+        eprintln!(
+            "pave: recording as run #{} of {} ({})",
+            r.number, opts.pave.service, r.run_id
+        );
+    }
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -148,7 +205,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         to_stderr: args.json,
         show_workspaces: args.keep_workspaces,
     };
-    let report = local::run_local(&spec, &plan, &opts, &mut |e| printer.event(e), &cancel).await;
+    let mut on_event = |e: RunEvent| {
+        if let Some(r) = &recorder {
+            r.event(&e);
+        }
+        printer.event(e)
+    };
+    let report = local::run_local(&spec, &plan, &opts, &mut on_event, &cancel).await;
+    if let Some(r) = recorder {
+        let number = r.number;
+        if let Some(recorded) = r.finish().await {
+            let local = report.outcome.to_string();
+            if recorded == local {
+                eprintln!("pave: recorded as run #{number} ({recorded})");
+            } else {
+                eprintln!(
+                    "pave: warning: the server recorded run #{number} as {recorded}, locally it is {local}"
+                );
+            }
+        }
+    }
     if args.json {
         output::json(&report)?;
     } else {
@@ -159,6 +235,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Outcome::Failure => ExitCode::FAILURE,
         Outcome::Cancelled => ExitCode::from(130),
     })
+}
+
+/// This machine's name, shown as the recorded jobs' agent.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 100 && !h.chars().any(char::is_control))
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Output of a git command in `dir`, trimmed; `None` on any failure.

@@ -11,8 +11,10 @@ use std::process::ExitCode;
 pub enum TokenCommand {
     /// Create a token; its secret is printed once and stored only as a hash.
     Create {
-        /// viewer (read), developer (change services), approver (approve releases), admin (everything).
-        #[arg(long, value_parser = ["viewer", "developer", "approver", "admin"])]
+        /// viewer (read), developer (change services, run and record pipelines), approver
+        /// (approve releases), admin (everything but claiming jobs), agent (only claim and
+        /// report jobs: for `pave agent`).
+        #[arg(long, value_parser = ["viewer", "developer", "approver", "admin", "agent"])]
         role: String,
         /// Limit the token to one team's services.
         #[arg(long)]

@@ -68,7 +68,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
 
     if args.agent_capacity > 0 {
         let agent_token_path = args.data_dir.join(AGENT_TOKEN_FILE);
-        ensure_token(&store, &agent_token_path, "in-process-agent", "developer").await?;
+        ensure_token(&store, &agent_token_path, "in-process-agent", "agent").await?;
         let target = crate::config::Target {
             server: url.clone(),
             token: std::fs::read_to_string(&agent_token_path)
@@ -137,13 +137,21 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// The data-dir file holding the in-process agent's token.
 const AGENT_TOKEN_FILE: &str = "agent-token";
 
-/// Reuses the token in `path` if the store knows it; otherwise creates a new
-/// token `<name>@<host>` with `role` and writes it there (mode 0600). True when created.
+/// Reuses the token in `path` if the store knows it with `role`; otherwise
+/// creates a new token `<name>@<host>` with `role` and writes it there (mode
+/// 0600). A live token there with another role (an agent token minted as
+/// `developer` before the `agent` role existed) is revoked. True when created.
 async fn ensure_token(store: &Store, path: &Path, name: &str, role: &str) -> Result<bool> {
+    let mut replaced = None;
     if let Ok(existing) = std::fs::read_to_string(path) {
         let secret = existing.trim();
-        if !secret.is_empty() && store.find_token(&hash_secret(secret)).await?.is_some() {
-            return Ok(false);
+        if !secret.is_empty()
+            && let Some(found) = store.find_token(&hash_secret(secret)).await?
+        {
+            if found.role == role {
+                return Ok(false);
+            }
+            replaced = Some(found.id);
         }
     }
     let secret = new_secret().map_err(|e| anyhow::anyhow!("generating a token: {}", e.message))?;
@@ -160,6 +168,9 @@ async fn ensure_token(store: &Store, path: &Path, name: &str, role: &str) -> Res
         )
         .await?;
     write_private(path, &format!("{secret}\n"))?;
+    if let Some(old) = replaced {
+        store.revoke_token(&old, "system").await?;
+    }
     Ok(true)
 }
 

@@ -135,6 +135,16 @@ impl Pave {
         pave_cmd(&self.dir).args(args).output().expect("run pave")
     }
 
+    /// A new agent token (`pave token create --role agent`): only these claim jobs.
+    pub fn agent_token(&self, name: &str) -> String {
+        let out = self.cli(&[
+            "token", "create", "--role", "agent", "--name", name, "--json",
+        ]);
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("token json");
+        created["secret"].as_str().expect("secret").to_string()
+    }
+
     /// Sends a signal and waits for the exit; returns (success, stdout).
     pub fn stop(mut self, signal: &str) -> (bool, String) {
         let pid = self.child.id().to_string();
