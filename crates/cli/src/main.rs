@@ -78,6 +78,9 @@ enum Command {
     /// Manage a service's pipeline secrets (stored encrypted; masked in logs).
     #[command(subcommand)]
     Secret(commands::secrets::SecretCommand),
+    /// Reusable pipeline templates (`uses: name@version` in a pipeline): publish, list, show.
+    #[command(subcommand, name = "pipeline-template")]
+    PipelineTemplate(commands::pipeline_templates::PipelineTemplateCommand),
     /// Run jobs for a Pave server (pulls work; the server never connects to agents).
     Agent(agent::AgentArgs),
 }
@@ -130,6 +133,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => commands::pipelines::cancel(args, server, token).await,
         Command::Tests(cmd) => commands::tests::run(cmd, server, token).await,
         Command::Secret(cmd) => commands::secrets::run(cmd, server, token).await,
+        Command::PipelineTemplate(cmd) => {
+            commands::pipeline_templates::run(cmd, server, token).await
+        }
         Command::Agent(args) => commands::agent(args, server, token).await,
     }
 }

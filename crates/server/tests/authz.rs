@@ -65,6 +65,17 @@ const TABLE: &[(&str, &str, Access)] = &[
         "/api/v1/services/{name}/secrets/{secret}",
         AtLeast(Role::Developer),
     ),
+    (
+        "post",
+        "/api/v1/pipeline-templates",
+        AtLeast(Role::Developer),
+    ),
+    ("get", "/api/v1/pipeline-templates", AtLeast(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/pipeline-templates/{name}/{version}",
+        AtLeast(Role::Viewer),
+    ),
     ("post", "/api/v1/hooks/github", Signed),
     ("post", "/api/v1/hooks/gitlab", Signed),
     ("put", "/api/v1/artifacts/{digest}", JobRunner),

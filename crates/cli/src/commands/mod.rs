@@ -4,6 +4,7 @@ pub mod apply;
 pub mod audit;
 pub mod catalog;
 pub mod login;
+pub mod pipeline_templates;
 pub mod pipelines;
 pub mod run;
 pub mod run_record;

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Keep the jobs' temporary workspaces (each job's path is printed when it starts).
     #[arg(long)]
     pub keep_workspaces: bool,
+    /// Find `uses:` pipeline templates as DIR/<name>@<version>.yaml first
+    /// (else they are fetched from the configured server).
+    #[arg(long, value_name = "DIR", env = "PAVE_TEMPLATES")]
+    pub templates: Option<PathBuf>,
     /// Do not record the run on the configured server.
     #[arg(long)]
     pub no_record: bool,
@@ -117,6 +121,15 @@ pub async fn run(
             "{shown} has no `pipeline:` section; add one (pipeline.jobs.<id>.steps[].run) to use `pave run`"
         );
     };
+    let spec = super::pipeline_templates::expand_for_local_run(
+        &shown,
+        &content,
+        &spec,
+        args.templates.as_deref(),
+        server.clone(),
+        token.clone(),
+    )
+    .await?;
     let plan = pave_pipeline::plan::plan(&spec)
         .with_context(|| format!("{shown}: cannot plan the pipeline"))?;
     let plan = local::select_jobs(&plan, &args.jobs).map_err(anyhow::Error::msg)?;

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod health;
 pub mod hooks;
 pub mod local_runs;
+pub mod pipeline_templates;
 pub mod runs;
 pub mod secrets;
 pub mod service_repository;
@@ -140,6 +141,11 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(hooks::gitlab))
         .routes(routes!(artifacts::upload, artifacts::download))
         .routes(routes!(artifacts::run_artifacts))
+        .routes(routes!(
+            pipeline_templates::publish,
+            pipeline_templates::list
+        ))
+        .routes(routes!(pipeline_templates::show))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     ErrorResponses.modify(&mut doc);

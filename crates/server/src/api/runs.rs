@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod scheduler;
 
+use super::pipeline_templates::{ResolvedTemplates, resolve_for};
 use crate::auth::{Auth, Developer, Principal, Viewer};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
@@ -263,6 +264,17 @@ pub(crate) fn check_text(what: &str, value: &str, required: bool) -> ApiResult<(
 /// Parses `pave.yaml`, checks it names `service`, and plans its pipeline
 /// into the run's jobs and stored plan.
 pub(crate) fn plan_run(file: &str, text: &str, service: &str) -> ApiResult<(Value, Vec<NewJob>)> {
+    plan_run_with(file, text, service, &ResolvedTemplates::default())
+}
+
+/// [`plan_run`] with `uses:` jobs expanded from `templates` (looked up by
+/// `pipeline_templates::resolve_for`) before planning.
+pub(crate) fn plan_run_with(
+    file: &str,
+    text: &str,
+    service: &str,
+    templates: &ResolvedTemplates,
+) -> ApiResult<(Value, Vec<NewJob>)> {
     let doc = parse_pave_yaml(file, text).map_err(|SpecErrors(errs)| spec_error(errs))?;
     let located = |message: String| spec_error(vec![SpecError::new(file, 0, 0, message)]);
     let named = &doc.service.entity.metadata.name;
@@ -277,6 +289,9 @@ pub(crate) fn plan_run(file: &str, text: &str, service: &str) -> ApiResult<(Valu
     let pipeline = doc
         .pipeline
         .ok_or_else(|| located("pave.yaml has no `pipeline` section to run".into()))?;
+    let pipeline = templates
+        .expand(file, text, &pipeline)
+        .map_err(|SpecErrors(errs)| spec_error(errs))?;
     let run_plan = plan(&pipeline).map_err(|e| located(e.to_string()))?;
     let jobs = run_plan
         .jobs
@@ -324,9 +339,11 @@ pub(crate) async fn start_run(
         ));
     }
     let service_name = row.name.clone();
-    let (plan, jobs) = tokio::task::spawn_blocking(move || plan_run(&file, &text, &service_name))
-        .await
-        .map_err(ApiError::internal)??;
+    let templates = resolve_for(state, &file, &text).await?;
+    let (plan, jobs) =
+        tokio::task::spawn_blocking(move || plan_run_with(&file, &text, &service_name, &templates))
+            .await
+            .map_err(ApiError::internal)??;
     let new = NewRun {
         service_key: row.key.clone(),
         git_ref,
