@@ -51,6 +51,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "local_runs",
         sql: include_str!("../migrations/sqlite/0007_local_runs.sql"),
     },
+    Migration {
+        version: 8,
+        name: "deployments",
+        sql: include_str!("../migrations/sqlite/0008_deployments.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -83,6 +88,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "local_runs",
         sql: include_str!("../migrations/postgres/0007_local_runs.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "deployments",
+        sql: include_str!("../migrations/postgres/0008_deployments.sql"),
     },
 ];
 

@@ -9,6 +9,7 @@
 //! (placeholders `$N`); times are TEXT (RFC 3339 UTC, milliseconds) and JSON
 //! is TEXT on both, so only the DDL differs per engine (`migrations/`).
 
+pub mod deployments;
 pub mod local_runs;
 pub mod pipeline_templates;
 pub mod run_types;
@@ -30,6 +31,10 @@ mod tx;
 mod ulid;
 mod verify;
 
+pub use deployments::{
+    DeploymentLogRow, DeploymentRow, EnvReleaseRow, EnvironmentRow, NewDeployment, NewLogEntry,
+    Transition,
+};
 pub use local_runs::{CreatedLocalRun, LeasedJob, NewLocalRun, RunExecution};
 pub use pipeline_templates::{
     NewPipelineTemplate, PipelineTemplateRow, Published, template_digest,
