@@ -14,6 +14,10 @@ use super::spec::{InstanceId, LogLine};
 const MAX_TAIL_BYTES: u64 = 8 << 20;
 const BLOCK: u64 = 16 << 10;
 
+/// A log larger than this is moved aside to `<id>.log.1` (one generation
+/// kept), so a chatty instance cannot fill the disk.
+pub(crate) const MAX_LOG_BYTES: u64 = 64 << 20;
+
 /// Where logs live.
 pub(crate) fn logs_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("logs")
@@ -22,6 +26,27 @@ pub(crate) fn logs_dir(state_dir: &Path) -> PathBuf {
 /// The log file of one instance.
 pub(crate) fn log_path(state_dir: &Path, id: &InstanceId) -> PathBuf {
     logs_dir(state_dir).join(format!("{id}.log"))
+}
+
+/// Copies a log over `limit` bytes to `<name>.1` and empties it. The
+/// instance keeps its O_APPEND descriptor, so its next write lands at the
+/// start of the emptied file; lines written during the copy are lost, which
+/// is the price of not restarting the instance to rotate.
+pub(crate) fn rotate_if_large(path: &Path, limit: u64) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.len() <= limit {
+        return;
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    if std::fs::copy(path, &old).is_err() {
+        return;
+    }
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+        let _ = f.set_len(0);
+    }
 }
 
 /// The last `n` lines of one file (fewer if it is shorter or missing).
@@ -125,6 +150,14 @@ mod tests {
         std::fs::write(&path, "no newline at end").expect("write");
         assert_eq!(tail_file(&path, 3), vec!["no newline at end"]);
         assert!(tail_file(&dir.join("missing.log"), 3).is_empty());
+
+        std::fs::write(&path, "0123456789\n").expect("write");
+        super::rotate_if_large(&path, 100);
+        assert_eq!(std::fs::read(&path).expect("kept").len(), 11);
+        super::rotate_if_large(&path, 5);
+        assert_eq!(std::fs::read(&path).expect("emptied").len(), 0);
+        let rotated = std::fs::read_to_string(dir.join("a.log.1")).expect("rotated");
+        assert_eq!(rotated, "0123456789\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

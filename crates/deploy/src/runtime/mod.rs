@@ -67,6 +67,17 @@ pub(crate) struct State {
     starting: HashMap<InstanceId, u16>,
 }
 
+impl State {
+    /// Ports given to instances (running, restarting or being started).
+    fn taken_ports(&self) -> HashSet<u16> {
+        self.instances
+            .values()
+            .map(|e| e.instance.port)
+            .chain(self.starting.values().copied())
+            .collect()
+    }
+}
+
 /// What the runtime knows about one supervised instance right now.
 pub(crate) struct Entry {
     instance: Instance,
@@ -89,8 +100,11 @@ pub(crate) enum Control {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // JoinSet aborts its tasks on drop; said here because it is the point.
-        self.tasks.get_mut().map(|t| t.abort_all()).unwrap_or(());
+        // JoinSet would abort them on drop anyway; said here because it is
+        // the point: supervision ends, the processes keep running.
+        if let Ok(tasks) = self.tasks.get_mut() {
+            tasks.abort_all();
+        }
     }
 }
 
@@ -107,12 +121,7 @@ impl Shared {
     }
 
     fn taken_ports(&self) -> HashSet<u16> {
-        let st = self.lock();
-        st.instances
-            .values()
-            .map(|e| e.instance.port)
-            .chain(st.starting.values().copied())
-            .collect()
+        self.lock().taken_ports()
     }
 
     /// Stores a probe result of process `pid`; flips to healthy on success.
@@ -193,12 +202,12 @@ impl ProcessRuntime {
         let id = spec.id();
         let shared = self.shared();
         let port = {
-            let taken = shared.taken_ports();
             let mut st = shared.lock();
             if st.instances.contains_key(&id) || st.starting.contains_key(&id) {
                 return Err(RuntimeError::AlreadyRunning(id));
             }
-            let port = spawn::free_port(&taken)?;
+            // Chosen under the lock, so two starts cannot pick the same port.
+            let port = spawn::free_port(&st.taken_ports())?;
             st.starting.insert(id.clone(), port);
             port
         };
@@ -390,6 +399,11 @@ impl ProcessRuntime {
     /// an unknown or already stopped instance is a no-op; an earlier
     /// server's instance that was not adopted is stopped from its record.
     pub async fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), RuntimeError> {
+        // A start in progress has spawned (or is about to) but is not
+        // supervised yet: stopping now would race it, so let it finish.
+        while self.shared().lock().starting.contains_key(id) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let control = self
             .shared()
             .lock()

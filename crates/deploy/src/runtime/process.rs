@@ -46,6 +46,17 @@ pub(crate) enum Proc {
     },
 }
 
+/// Waits for a process that is not (or no longer) our child to exit.
+async fn poll_until_gone(pid: u32, start_time: u64) -> ExitInfo {
+    while procfs::is_same_process(pid, start_time) {
+        tokio::time::sleep(ADOPTED_POLL).await;
+    }
+    ExitInfo {
+        code: None,
+        signal: None,
+    }
+}
+
 impl Proc {
     pub fn pid(&self) -> u32 {
         match self {
@@ -66,7 +77,11 @@ impl Proc {
     /// Resolves when the leader exits. Cancel-safe.
     pub async fn wait_exit(&mut self) -> ExitInfo {
         match self {
-            Proc::Child { child, .. } => match child.wait().await {
+            Proc::Child {
+                child,
+                pid,
+                start_time,
+            } => match child.wait().await {
                 Ok(status) => {
                     use std::os::unix::process::ExitStatusExt;
                     ExitInfo {
@@ -74,20 +89,11 @@ impl Proc {
                         signal: status.signal(),
                     }
                 }
-                Err(_) => ExitInfo {
-                    code: None,
-                    signal: None,
-                },
+                // Someone else reaped it (a stray waitpid(-1) in the
+                // process): it may still be running, so watch /proc instead.
+                Err(_) => poll_until_gone(*pid, *start_time).await,
             },
-            Proc::Adopted { pid, start_time } => {
-                while procfs::is_same_process(*pid, *start_time) {
-                    tokio::time::sleep(ADOPTED_POLL).await;
-                }
-                ExitInfo {
-                    code: None,
-                    signal: None,
-                }
-            }
+            Proc::Adopted { pid, start_time } => poll_until_gone(*pid, *start_time).await,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,12 @@ fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
 /// Writes (or replaces) the record atomically.
 pub(crate) fn write(state_dir: &Path, record: &InstanceRecord) -> Result<(), RuntimeError> {
     let dir = records_dir(state_dir);
-    fs::create_dir_all(&dir).map_err(state_err(&dir))?;
+    // Records hold secrets: the directory is the owner's alone.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(state_err(&dir))?;
     let path = record_path(state_dir, &record.id);
     let tmp = dir.join(format!(".{}.json.tmp", record.id));
     let body = serde_json::to_vec_pretty(record).map_err(|e| RuntimeError::State {

@@ -26,6 +26,8 @@ const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// Bounds on what a spec may ask for, so a typo cannot stall supervision.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the log size is checked for rotation.
+const LOG_CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Delay before restart `attempt` (1-based): 0.5 s, 1 s, 2 s, ... 30 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
@@ -110,6 +112,7 @@ impl Supervisor {
         let mut failures = 0u32;
         let mut healthy_since: Option<Instant> = None;
         let mut ever_healthy = false;
+        let mut next_log_check = Instant::now() + LOG_CHECK_EVERY;
         loop {
             tokio::select! {
                 biased;
@@ -146,6 +149,14 @@ impl Supervisor {
                     }
                     let pace = if ever_healthy { interval } else { interval.min(STARTUP_PROBE_INTERVAL) };
                     next_probe = Instant::now() + pace;
+                    if Instant::now() >= next_log_check {
+                        next_log_check = Instant::now() + LOG_CHECK_EVERY;
+                        let log = logs::log_path(&self.shared.state_dir, &id);
+                        // Copying up to the limit is disk work: off the runtime.
+                        tokio::task::spawn_blocking(move || {
+                            logs::rotate_if_large(&log, logs::MAX_LOG_BYTES)
+                        });
+                    }
                 }
                 _ = tokio::time::sleep_until(next_probe), if probing.is_none() => {
                     let path = health.path.clone();
