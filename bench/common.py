@@ -45,7 +45,7 @@ class Server:
 
     def start(self):
         """Starts the server; returns milliseconds until /readyz answered 200."""
-        args = [PAVE, "up", "--listen", f"127.0.0.1:{self.port}"]
+        args = [PAVE, "up", "--listen", f"127.0.0.1:{self.port}", "--edge-listen", "127.0.0.1:0"]
         if self.database:
             args += ["--database", self.database]
         args += self.start_args

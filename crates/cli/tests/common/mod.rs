@@ -91,9 +91,14 @@ impl Pave {
     pub fn start_with(dir: &Path, args: &[&str]) -> Pave {
         let server_file = dir.join(".pave").join("server");
         let _ = std::fs::remove_file(&server_file);
+        // Every test server gets its own edge proxy port (the default 7412 is shared).
+        let mut args = args.to_vec();
+        if !args.contains(&"--edge-listen") {
+            args.extend_from_slice(&["--edge-listen", "127.0.0.1:0"]);
+        }
         let child = pave_cmd(dir)
             .arg("up")
-            .args(args)
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
