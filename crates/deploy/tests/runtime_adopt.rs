@@ -202,3 +202,46 @@ async fn stop_without_adopting_stops_an_earlier_servers_instance() {
     assert!(rt2.adopt().is_empty());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_record_was_never_written_is_not_left_running() {
+    let root = scratch_dir("unrecorded");
+    let workdir = app_dir(&root);
+    let state = root.join("state");
+    let _cleanup = KillLeftovers(state.clone());
+    let rt1 = ProcessRuntime::new(state.clone());
+    let lost = rt1
+        .start(spec("lost", "v1", 0, &workdir, "exec python3 server.py"))
+        .await
+        .expect("start lost");
+    let kept = rt1
+        .start(spec("kept", "v1", 0, &workdir, "exec python3 server.py"))
+        .await
+        .expect("start kept");
+    drop(rt1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // As if the server died between spawning `lost` and writing its record.
+    std::fs::remove_file(state.join("instances").join(format!("{}.json", lost.id)))
+        .expect("remove record");
+    assert!(alive(lost.pid));
+
+    let rt2 = ProcessRuntime::new(state.clone());
+    let adopted: Vec<InstanceId> = rt2.adopt().into_iter().map(|i| i.id).collect();
+    assert_eq!(adopted, vec![kept.id.clone()]);
+    let killed = {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while alive(lost.pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        !alive(lost.pid)
+    };
+    if !killed {
+        kill(lost.pid, libc::SIGKILL);
+    }
+    assert!(killed, "an unrecorded instance was left running");
+    assert!(alive(kept.pid), "the recorded instance must survive");
+    rt2.stop(&kept.id, Duration::from_secs(10))
+        .await
+        .expect("stop kept");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -26,7 +26,7 @@ pub(crate) fn live_records(shared: &Arc<Shared>) -> Vec<(Instance, Proc)> {
             .cloned()
             .collect()
     };
-    let mut live = Vec::new();
+    let mut live: Vec<(Instance, Proc)> = Vec::new();
     for rec in record::read_all(&shared.state_dir) {
         if supervised.contains(&rec.id) {
             continue;
@@ -53,7 +53,50 @@ pub(crate) fn live_records(shared: &Arc<Shared>) -> Vec<(Instance, Proc)> {
             drop_dead(shared, &rec);
         }
     }
+    let adopted: HashSet<InstanceId> = live.iter().map(|(i, _)| i.id.clone()).collect();
+    kill_strays(shared, &supervised, &adopted);
     live
+}
+
+/// Kills instances of this state dir that have no live record: the server
+/// died after spawning them and before writing it, so nothing else would
+/// ever stop them. Ids that are adopted, supervised or being started are
+/// left alone (a record may be being written right now, and a process an
+/// instance started in its own session carries the instance's id too).
+fn kill_strays(shared: &Shared, supervised: &HashSet<InstanceId>, adopted: &HashSet<InstanceId>) {
+    let Ok(Some(runtime_id)) = record::runtime_id(&shared.state_dir, false) else {
+        return;
+    };
+    for leader in procfs::session_leaders() {
+        let Ok(pid) = u32::try_from(leader.pid) else {
+            continue;
+        };
+        if procfs::environ_var(leader.pid, "PAVE_RUNTIME_ID").as_deref()
+            != Some(runtime_id.as_str())
+        {
+            continue;
+        }
+        let Some(id) = procfs::environ_var(leader.pid, "PAVE_INSTANCE").map(InstanceId::from_raw)
+        else {
+            continue;
+        };
+        if adopted.contains(&id)
+            || supervised.contains(&id)
+            || shared.lock().instances.contains_key(&id)
+        {
+            continue;
+        }
+        tracing::warn!(instance = %id, pid, "killing an unrecorded instance process");
+        // The id came from the process: only a plain one names a log file.
+        if !id.as_str().contains('/') && !id.as_str().starts_with('.') {
+            spawn::log_marker(
+                &logs::log_path(&shared.state_dir, &id),
+                &format!("killed unrecorded process {pid} after a server restart"),
+            );
+        }
+        // Just seen alive as a session leader, so its group is its own.
+        procfs::signal_group(leader.pid, libc::SIGKILL);
+    }
 }
 
 /// Removes the record of an instance that is no longer running, after

@@ -56,6 +56,8 @@ struct Inner {
 pub(crate) struct Shared {
     state_dir: PathBuf,
     boot_id: String,
+    /// See `record::runtime_id`; read or created on first spawn.
+    runtime_id: std::sync::OnceLock<String>,
     events: broadcast::Sender<InstanceEvent>,
     state: Mutex<State>,
 }
@@ -124,6 +126,15 @@ impl Shared {
         self.lock().taken_ports()
     }
 
+    /// The id instances of this state dir carry, created if need be.
+    fn runtime_id(&self) -> Result<String, RuntimeError> {
+        if let Some(id) = self.runtime_id.get() {
+            return Ok(id.clone());
+        }
+        let id = record::runtime_id(&self.state_dir, true)?.unwrap_or_default();
+        Ok(self.runtime_id.get_or_init(|| id).clone())
+    }
+
     /// Stores a probe result of process `pid`; flips to healthy on success.
     fn record_probe(&self, id: &InstanceId, pid: u32, outcome: ProbeOutcome) {
         let mut event = None;
@@ -177,6 +188,7 @@ impl ProcessRuntime {
                 shared: Arc::new(Shared {
                     state_dir,
                     boot_id: procfs::boot_id(),
+                    runtime_id: std::sync::OnceLock::new(),
                     events,
                     state: Mutex::new(State::default()),
                 }),
@@ -232,7 +244,8 @@ impl ProcessRuntime {
         }
         let log_path = logs::log_path(&shared.state_dir, id);
         spawn::log_marker(&log_path, &format!("starting on port {port}"));
-        let spawned = spawn::spawn(id, &spec, port, &log_path)?;
+        let runtime_id = shared.runtime_id()?;
+        let spawned = spawn::spawn(id, &spec, port, &log_path, &runtime_id)?;
         let mut proc = process::Proc::Child {
             child: spawned.child,
             pid: spawned.pid,

@@ -52,6 +52,28 @@ pub(crate) fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// Live session leaders: every instance leads its own session.
+pub(crate) fn session_leaders() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir(Path::new("/proc")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .filter(|s| s.session == s.pid && !s.is_zombie())
+        .collect()
+}
+
+/// One variable of the environment `pid` was started with (unreadable for
+/// other users' processes: `None`).
+pub(crate) fn environ_var(pid: i32, name: &str) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|&b| b == 0).find_map(|kv| {
+        let kv = std::str::from_utf8(kv).ok()?;
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
 /// True when `pid` is running (not a zombie) and started at `start_time`.
 pub(crate) fn is_same_process(pid: u32, start_time: u64) -> bool {
     let Ok(pid) = i32::try_from(pid) else {

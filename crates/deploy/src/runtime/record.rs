@@ -123,3 +123,39 @@ pub(crate) fn read_all(state_dir: &Path) -> Vec<InstanceRecord> {
     records.sort_by(|a, b| a.id.cmp(&b.id));
     records
 }
+
+/// This state dir's runtime id, created on first use. Every instance gets
+/// it as `PAVE_RUNTIME_ID`, which is how `adopt` recognises an instance
+/// whose record was never written (the server died between spawn and write).
+pub(crate) fn runtime_id(state_dir: &Path, create: bool) -> Result<Option<String>, RuntimeError> {
+    let path = state_dir.join("runtime-id");
+    if let Ok(id) = fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(Some(id));
+        }
+    }
+    if !create {
+        return Ok(None);
+    }
+    let fresh = fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(state_err(&path))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(state_err(state_dir))?;
+    let tmp = state_dir.join(format!(".runtime-id.{}.tmp", std::process::id()));
+    fs::write(&tmp, fresh.trim()).map_err(state_err(&tmp))?;
+    // Never replace an id another process wrote first: instances carry it.
+    match fs::hard_link(&tmp, &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(state_err(&path)(e));
+        }
+    }
+    let _ = fs::remove_file(&tmp);
+    let id = fs::read_to_string(&path).map_err(state_err(&path))?;
+    Ok(Some(id.trim().to_string()))
+}

@@ -86,6 +86,7 @@ pub(crate) fn spawn(
     spec: &InstanceSpec,
     port: u16,
     log_path: &Path,
+    runtime_id: &str,
 ) -> Result<Spawned, RuntimeError> {
     let spawn_err = |source| RuntimeError::Spawn {
         id: id.clone(),
@@ -135,7 +136,8 @@ pub(crate) fn spawn(
         .env("PAVE_SERVICE", &spec.service)
         .env("PAVE_ENV", &spec.env)
         .env("PAVE_RELEASE", &spec.release)
-        .env("PAVE_INSTANCE", id.as_str());
+        .env("PAVE_INSTANCE", id.as_str())
+        .env("PAVE_RUNTIME_ID", runtime_id);
     // SAFETY: the closure runs between fork and exec and only calls setsid,
     // which is async-signal-safe. A new session makes the process the leader
     // of its own group (pgid == pid), so the whole tree can be signalled.

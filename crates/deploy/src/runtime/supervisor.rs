@@ -238,7 +238,8 @@ impl Supervisor {
         };
         let log_path = logs::log_path(&self.shared.state_dir, &id);
         spawn::log_marker(&log_path, &format!("starting on port {port}"));
-        let spawned = spawn::spawn(&id, &self.instance.spec, port, &log_path)?;
+        let runtime_id = self.shared.runtime_id()?;
+        let spawned = spawn::spawn(&id, &self.instance.spec, port, &log_path, &runtime_id)?;
         let mut proc = Proc::Child {
             child: spawned.child,
             pid: spawned.pid,
