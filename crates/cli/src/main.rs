@@ -82,6 +82,7 @@ enum Command {
     #[command(subcommand, name = "pipeline-template")]
     PipelineTemplate(commands::pipeline_templates::PipelineTemplateCommand),
     /// Run jobs for a Pave server (pulls work; the server never connects to agents).
+    /// Give it an agent token: `pave token create --role agent`.
     Agent(agent::AgentArgs),
 }
 

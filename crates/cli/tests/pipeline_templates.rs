@@ -155,6 +155,11 @@ fn templates_are_published_versioned_and_used_by_server_and_local_runs() {
         out.contains("v1 hello world") && out.contains("after v1-world"),
         "{out}"
     );
+    // ... and recorded there, planned with the same template.
+    assert!(
+        out.contains("pave: recording as run #2") && !out.contains("not recording"),
+        "{out}"
+    );
 
     ok(&pave.cli(&["pipeline-template", "publish", "-f", &v2]));
     let list = json(&pave.cli(&["pipeline-template", "list", "--json"]));

@@ -79,7 +79,9 @@ pub async fn agent(
     up::init_logging();
     let target = config::resolve(server, token)?;
     if target.token.is_none() {
-        anyhow::bail!("an agent needs a token: --token, PAVE_TOKEN, or `pave login`");
+        anyhow::bail!(
+            "an agent needs an agent token (`pave token create --role agent`): --token or PAVE_TOKEN"
+        );
     }
     let options = args.options();
     eprintln!(

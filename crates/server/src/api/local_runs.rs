@@ -7,6 +7,7 @@
 //! jobs, and a job whose lease runs out ends `failure` ("local runner
 //! lost") through the reaper started by `serve`.
 
+use super::pipeline_templates::resolve_for;
 use super::runs::scheduler::PlanScheduler;
 use super::runs::{JobView, RunView, authorize, check_text, plan_run, service};
 use crate::auth::{Auth, Developer};
@@ -141,8 +142,9 @@ pub async fn create_local_run(
 
     let service_name = row.name.clone();
     let (text, selected) = (req.pave_yaml, req.jobs);
+    let templates = resolve_for(&state, &file, &text).await?;
     let (plan, jobs) = tokio::task::spawn_blocking(move || {
-        let (plan, jobs) = plan_run(&file, &text, &service_name)?;
+        let (plan, jobs) = plan_run(&file, &text, &service_name, &templates)?;
         select(plan, jobs, &selected)
     })
     .await

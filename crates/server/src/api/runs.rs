@@ -261,15 +261,10 @@ pub(crate) fn check_text(what: &str, value: &str, required: bool) -> ApiResult<(
     Ok(())
 }
 
-/// Parses `pave.yaml`, checks it names `service`, and plans its pipeline
-/// into the run's jobs and stored plan.
-pub(crate) fn plan_run(file: &str, text: &str, service: &str) -> ApiResult<(Value, Vec<NewJob>)> {
-    plan_run_with(file, text, service, &ResolvedTemplates::default())
-}
-
-/// [`plan_run`] with `uses:` jobs expanded from `templates` (looked up by
-/// `pipeline_templates::resolve_for`) before planning.
-pub(crate) fn plan_run_with(
+/// Parses `pave.yaml`, checks it names `service`, expands its `uses:` jobs
+/// with `templates` (looked up by `pipeline_templates::resolve_for`), and
+/// plans its pipeline into the run's jobs and stored plan.
+pub(crate) fn plan_run(
     file: &str,
     text: &str,
     service: &str,
@@ -341,7 +336,7 @@ pub(crate) async fn start_run(
     let service_name = row.name.clone();
     let templates = resolve_for(state, &file, &text).await?;
     let (plan, jobs) =
-        tokio::task::spawn_blocking(move || plan_run_with(&file, &text, &service_name, &templates))
+        tokio::task::spawn_blocking(move || plan_run(&file, &text, &service_name, &templates))
             .await
             .map_err(ApiError::internal)??;
     let new = NewRun {
