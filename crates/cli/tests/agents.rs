@@ -229,3 +229,20 @@ fn a_killed_server_resumes_the_run_after_restart() {
     let verify = pave.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 }
+
+#[test]
+fn an_agent_with_a_human_token_stops_with_a_clear_error() {
+    let dir = scratch_dir("humanagent");
+    let pave = Pave::start(&dir, &["--agent-capacity", "0"]);
+    let out = pave_cmd(&dir)
+        .args(["agent", "--name", "human", "--work-dir"])
+        .arg(dir.join("human"))
+        .env("PAVE_SERVER", &pave.url)
+        .env("PAVE_TOKEN", &pave.token)
+        .output()
+        .expect("pave agent");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("pave token create --role agent"), "{err}");
+    assert!(err.contains("only agent tokens may claim jobs"), "{err}");
+}

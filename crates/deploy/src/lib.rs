@@ -3,4 +3,5 @@
 //! instances, analysis judges a release on measured signals, and the
 //! controller drives each deployment as a durable state machine.
 
+pub mod proxy;
 pub mod runtime;

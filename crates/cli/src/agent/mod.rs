@@ -108,6 +108,13 @@ pub async fn run(target: Target, options: AgentOptions) -> Result<()> {
                     drop(permit);
                 });
             }
+            Err(e) if refused(&e) => {
+                // Retrying cannot help: the token is not an agent token (or is revoked).
+                return Err(e.context(
+                    "the server refuses this agent's token; give it an agent token \
+                     (`pave token create --role agent`)",
+                ));
+            }
             Err(e) => {
                 drop(permit);
                 failures = failures.saturating_add(1);
@@ -117,6 +124,15 @@ pub async fn run(target: Target, options: AgentOptions) -> Result<()> {
             }
         }
     }
+}
+
+/// True when the server answered 401 or 403 (the token, not the network).
+fn refused(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::client::ApiFailure>()
+        .is_some_and(|f| {
+            f.status == reqwest::StatusCode::UNAUTHORIZED
+                || f.status == reqwest::StatusCode::FORBIDDEN
+        })
 }
 
 /// Jittered exponential backoff: 0.5 s, 1 s, 2 s ... capped at 15 s.
