@@ -4,4 +4,5 @@
 //! controller drives each deployment as a durable state machine.
 
 pub mod proxy;
+pub mod analysis;
 pub mod runtime;
