@@ -11,6 +11,14 @@
 //! process start time, port, spec) lets the next server `adopt` them instead
 //! of starting duplicates. Dropping the last `ProcessRuntime` handle stops
 //! supervising but leaves the processes running, exactly like a crash.
+//!
+//! For the controller: on start-up call `adopt` once, before `start`ing
+//! anything, then compare `list` with what should run. Route to an
+//! instance's `addr`; follow `InstanceEvent::AddrChanged` (a restart found
+//! its port taken). `wait_healthy` gates a release; `is_healthy` and the
+//! `Healthy`/`Unhealthy` events track it afterwards. Layout of `state_dir`:
+//! `instances/<id>.json` (0600, holds the spec's env), `logs/<id>.log` (kept
+//! after stop; `.log.1` after rotation), `runtime-id`.
 
 mod adopt;
 mod artifact;
@@ -21,11 +29,11 @@ mod procfs;
 mod record;
 mod spawn;
 mod spec;
+mod state;
 mod supervisor;
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -37,7 +45,7 @@ pub use spec::{
 };
 
 use health::ProbeOutcome;
-use process::ExitInfo;
+pub(crate) use state::{Control, Entry, Shared, State};
 
 /// Handle on the process runtime; clones share the same instances.
 #[derive(Clone)]
@@ -52,128 +60,12 @@ struct Inner {
     tasks: Mutex<JoinSet<()>>,
 }
 
-/// State the supervisor tasks and the handle share.
-pub(crate) struct Shared {
-    state_dir: PathBuf,
-    boot_id: String,
-    /// See `record::runtime_id`; read or created on first spawn.
-    runtime_id: std::sync::OnceLock<String>,
-    events: broadcast::Sender<InstanceEvent>,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-pub(crate) struct State {
-    instances: HashMap<InstanceId, Entry>,
-    /// Ids being started, with the port reserved for them.
-    starting: HashMap<InstanceId, u16>,
-}
-
-impl State {
-    /// Ports given to instances (running, restarting or being started).
-    fn taken_ports(&self) -> HashSet<u16> {
-        self.instances
-            .values()
-            .map(|e| e.instance.port)
-            .chain(self.starting.values().copied())
-            .collect()
-    }
-}
-
-/// What the runtime knows about one supervised instance right now.
-pub(crate) struct Entry {
-    instance: Instance,
-    /// False between an exit and the restart.
-    running: bool,
-    healthy: bool,
-    last_probe: ProbeOutcome,
-    exits: u32,
-    last_exit: Option<ExitInfo>,
-    control: mpsc::Sender<Control>,
-}
-
-/// Requests to a supervisor.
-pub(crate) enum Control {
-    Stop {
-        grace: Duration,
-        done: oneshot::Sender<()>,
-    },
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
         // JoinSet would abort them on drop anyway; said here because it is
         // the point: supervision ends, the processes keep running.
         if let Ok(tasks) = self.tasks.get_mut() {
             tasks.abort_all();
-        }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere must not take the runtime down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn emit(&self, event: InstanceEvent) {
-        tracing::debug!(?event, "instance event");
-        // No subscriber is fine.
-        let _ = self.events.send(event);
-    }
-
-    fn taken_ports(&self) -> HashSet<u16> {
-        self.lock().taken_ports()
-    }
-
-    /// The id instances of this state dir carry, created if need be.
-    fn runtime_id(&self) -> Result<String, RuntimeError> {
-        if let Some(id) = self.runtime_id.get() {
-            return Ok(id.clone());
-        }
-        let id = record::runtime_id(&self.state_dir, true)?.unwrap_or_default();
-        Ok(self.runtime_id.get_or_init(|| id).clone())
-    }
-
-    /// Stores a probe result of process `pid`; flips to healthy on success.
-    fn record_probe(&self, id: &InstanceId, pid: u32, outcome: ProbeOutcome) {
-        let mut event = None;
-        {
-            let mut st = self.lock();
-            let Some(e) = st.instances.get_mut(id) else {
-                return;
-            };
-            if e.instance.pid != pid || !e.running {
-                return;
-            }
-            if outcome.is_healthy() && !e.healthy {
-                e.healthy = true;
-                event = Some(InstanceEvent::Healthy {
-                    id: id.clone(),
-                    addr: e.instance.addr,
-                });
-            }
-            e.last_probe = outcome;
-        }
-        if let Some(ev) = event {
-            self.emit(ev);
-        }
-    }
-
-    /// Flips to unhealthy (with an event) if the instance was healthy.
-    fn mark_unhealthy(&self, id: &InstanceId, reason: String) {
-        let was_healthy = {
-            let mut st = self.lock();
-            match st.instances.get_mut(id) {
-                Some(e) => std::mem::replace(&mut e.healthy, false),
-                None => false,
-            }
-        };
-        if was_healthy {
-            self.emit(InstanceEvent::Unhealthy {
-                id: id.clone(),
-                reason,
-            });
         }
     }
 }
