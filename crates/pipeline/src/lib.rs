@@ -6,6 +6,8 @@
 // Planning (owned by the planner work): expressions and the job DAG.
 pub mod expr;
 pub mod plan;
+// Matrix rules (fail-fast, max-parallel) shared by the local and server schedulers.
+pub mod matrix_rules;
 
 // Execution (owned by the executor work): processes, cache, artifacts, reports.
 pub mod artifacts;

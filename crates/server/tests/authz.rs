@@ -99,6 +99,7 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("post", "/api/v1/jobs/{id}/heartbeat", JobRunner),
     ("post", "/api/v1/jobs/{id}/logs", JobRunner),
     ("post", "/api/v1/jobs/{id}/complete", JobRunner),
+    ("post", "/api/v1/jobs/{id}/release", JobRunner),
     ("post", "/api/v1/runs/local", AtLeast(Role::Developer)),
     (
         "put",

@@ -47,6 +47,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0005_pipeline_templates.sql"),
     },
     Migration {
+        version: 6,
+        name: "scheduling",
+        sql: include_str!("../migrations/sqlite/0006_scheduling.sql"),
+    },
+    Migration {
         version: 7,
         name: "local_runs",
         sql: include_str!("../migrations/sqlite/0007_local_runs.sql"),
@@ -83,6 +88,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "pipeline_templates",
         sql: include_str!("../migrations/postgres/0005_pipeline_templates.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "scheduling",
+        sql: include_str!("../migrations/postgres/0006_scheduling.sql"),
     },
     Migration {
         version: 7,

@@ -22,6 +22,8 @@ mod catalog;
 mod chain;
 mod db;
 mod events;
+mod run_claim;
+mod run_graph;
 mod runs;
 mod sql;
 mod test_results;
@@ -39,6 +41,7 @@ pub use local_runs::{CreatedLocalRun, LeasedJob, NewLocalRun, RunExecution};
 pub use pipeline_templates::{
     NewPipelineTemplate, PipelineTemplateRow, Published, template_digest,
 };
+pub use run_claim::MAX_CLAIM_BATCH;
 pub use run_types::*;
 pub use secrets::{SecretKey, SecretRow};
 pub use service_repository::ServiceRepository;
@@ -250,14 +253,47 @@ impl Store {
     /// expired lease) for `agent`: a new lease token, `attempt + 1`, the
     /// lease ending `lease` from now; appends `taskrun.started` (and
     /// `pipelinerun.started` on the run's first claim). `None` when nothing
-    /// is runnable.
+    /// is runnable. Without a scheduler it only reaps stopped jobs of
+    /// finished runs; agents go through `claim_jobs`.
     pub async fn claim_job(
         &self,
         agent: &str,
         actor: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedJob>> {
-        runs::claim(self, agent, actor, lease).await
+        let mut claimed = run_claim::claim(self, agent, actor, lease, 1, None).await?;
+        Ok(claimed.pop())
+    }
+
+    /// Claims up to `max` (1-100) runnable jobs for `agent` in one
+    /// transaction, each with its own lease token, in queue order; a matrix
+    /// leg waits while `max_parallel` of its siblings run. Jobs of runs that
+    /// asked them to stop and whose lease expired end `cancelled` first,
+    /// advancing their runs with `scheduler`. Empty when nothing is runnable.
+    pub async fn claim_jobs(
+        &self,
+        agent: &str,
+        actor: &str,
+        lease: Duration,
+        max: usize,
+        scheduler: &dyn Scheduler,
+    ) -> Result<Vec<ClaimedJob>> {
+        run_claim::claim(self, agent, actor, lease, max, Some(scheduler)).await
+    }
+
+    /// Hands back a job held with `lease_token` that its agent stopped
+    /// without finishing (e.g. shutting down): queued again at once, in its
+    /// old place, the next claim being a new attempt. A job its run asked to
+    /// stop ends `cancelled` instead (advancing the run with `scheduler`).
+    /// `Conflict` when the token is no longer current.
+    pub async fn release_job(
+        &self,
+        job_id: &str,
+        lease_token: &str,
+        actor: &str,
+        scheduler: &dyn Scheduler,
+    ) -> Result<JobRow> {
+        run_claim::release(self, job_id, lease_token, actor, scheduler).await
     }
 
     /// Extends the lease of a job held with `lease_token` to `lease` from
@@ -316,6 +352,11 @@ impl Store {
     /// A run's jobs in plan order.
     pub async fn list_jobs(&self, run_id: &str) -> Result<Vec<JobRow>> {
         runs::list_jobs(&self.pool, run_id).await
+    }
+
+    /// The jobs a job of the run needs directly (by its `key`), in plan order.
+    pub async fn list_needed_jobs(&self, run_id: &str, key: &str) -> Result<Vec<JobRow>> {
+        run_graph::needed_jobs(&self.pool, run_id, key).await
     }
 
     /// One job.

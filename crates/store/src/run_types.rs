@@ -113,7 +113,10 @@ impl JobRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {
     pub job: JobRow,
+    /// The run, without its plan (`plan` is `Null`).
     pub run: RunRow,
+    /// The run-level settings: the plan's top-level keys but `jobs`.
+    pub pipeline: Value,
     /// The secret the agent presents with every heartbeat, log and report.
     pub lease_token: String,
 }
@@ -183,10 +186,14 @@ pub enum JobDecision {
 }
 
 /// The caller's rules for advancing a run, applied inside the store's
-/// transaction (so decisions and their writes are atomic).
+/// transaction (so decisions and their writes are atomic). The `run` handed
+/// to these methods carries no plan (`Null`): each job row's `spec` is its
+/// planned job.
 pub trait Scheduler: Send + Sync {
-    /// One decision per index of `ready` (indexes into `jobs`, the whole run
-    /// in plan order): each is `waiting` and every job it needs is terminal.
+    /// One decision per index of `ready` (indexes into `jobs`): each is
+    /// `waiting` and every job it needs is terminal. `jobs` holds, in plan
+    /// order, the ready jobs and every job they depend on, directly or
+    /// transitively (it may hold more, up to the whole run).
     fn decide(
         &self,
         run: &RunRow,
@@ -196,4 +203,21 @@ pub trait Scheduler: Send + Sync {
 
     /// The outcome of a run whose jobs are all terminal.
     fn run_outcome(&self, run: &RunRow, jobs: &[JobRow]) -> Result<String, String>;
+
+    /// At most this many jobs of the run sharing `job.job_id` (a matrix's
+    /// legs) may be leased at once; asked once, when the run is created.
+    /// `None` (the default): no limit.
+    fn max_parallel(&self, job: &NewJob) -> Result<Option<u32>, String> {
+        let _ = job;
+        Ok(None)
+    }
+
+    /// Asked when `job` ended with its reported outcome: `Some(reason)`
+    /// ends the run's unfinished jobs sharing its `job_id` (a matrix's
+    /// fail-fast): those not started conclude `cancelled` with the reason,
+    /// running ones are asked to stop. `None` (the default): nothing.
+    fn fail_fast(&self, run: &RunRow, job: &JobRow) -> Result<Option<String>, String> {
+        let _ = (run, job);
+        Ok(None)
+    }
 }

@@ -16,6 +16,10 @@
 //! claimers never select the same row. Heartbeats and log appends lock only
 //! the job row (then the run row) and never wait for the head. On SQLite the
 //! write lock serializes everything.
+//!
+//! Claims and releases live in run_claim.rs, advancing a run after jobs end
+//! in run_graph.rs; both keep every call O(1) in the run's size (the plan is
+//! only written here and read by `get_run`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,16 +29,16 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
 
 use crate::{
-    Backend, ClaimedJob, CompletedJob, Heartbeat, JobDecision, JobReport, JobRow, LogLineRow,
-    NewEvent, NewLogLine, NewRun, Result, RunRow, Scheduler, Store, StoreError, events, sql,
+    Backend, CompletedJob, Heartbeat, JobDecision, JobReport, JobRow, LogLineRow, NewEvent,
+    NewLogLine, NewRun, Result, RunRow, Scheduler, Store, StoreError, events, run_graph, sql,
     test_results, time, ulid,
 };
 
 const RUN_QUEUED: &str = "dev.cdevents.pipelinerun.queued.0.2.0";
-const RUN_STARTED: &str = "dev.cdevents.pipelinerun.started.0.2.0";
+pub(crate) const RUN_STARTED: &str = "dev.cdevents.pipelinerun.started.0.2.0";
 const RUN_FINISHED: &str = "dev.cdevents.pipelinerun.finished.0.2.0";
-const TASK_STARTED: &str = "dev.cdevents.taskrun.started.0.2.0";
-const TASK_FINISHED: &str = "dev.cdevents.taskrun.finished.0.2.0";
+pub(crate) const TASK_STARTED: &str = "dev.cdevents.taskrun.started.0.2.0";
+pub(crate) const TASK_FINISHED: &str = "dev.cdevents.taskrun.finished.0.2.0";
 
 const RUN_COLUMNS: &str = "id, service_key, number, git_ref, sha, status, outcome, plan, \
      trigger_kind, actor, cancel_requested, created_at, started_at, finished_at";
@@ -42,7 +46,11 @@ const RUN_COLUMNS: &str = "id, service_key, number, git_ref, sha, status, outcom
 const RUN_LIST_COLUMNS: &str = "id, service_key, number, git_ref, sha, status, outcome, \
      CAST('null' AS TEXT) AS plan, trigger_kind, actor, cancel_requested, created_at, \
      started_at, finished_at";
-const JOB_COLUMNS: &str = "id, run_id, position, key, job_id, name, needs, spec, status, \
+/// A run without its plan, plus its run-level settings (`pipeline`).
+const RUN_LIGHT_COLUMNS: &str = "id, service_key, number, git_ref, sha, status, outcome, \
+     CAST('null' AS TEXT) AS plan, trigger_kind, actor, cancel_requested, created_at, \
+     started_at, finished_at, pipeline";
+pub(crate) const JOB_COLUMNS: &str = "id, run_id, position, key, job_id, name, needs, spec, status, \
      outcome, reason, attempt, cancel_requested, lease_owner, lease_expires_at, queued_at, \
      started_at, finished_at, outputs, result";
 
@@ -66,11 +74,22 @@ pub(crate) async fn create(
 ) -> Result<RunRow> {
     validate_jobs(new)?;
     let plan = to_json(&new.plan, "plan")?;
+    let settings = to_json(&run_settings(&new.plan), "plan")?;
     let encoded = new
         .jobs
         .iter()
-        .map(|j| Ok((to_json(&j.needs, "needs")?, to_json(&j.spec, "spec")?)))
-        .collect::<Result<Vec<(String, String)>>>()?;
+        .map(|j| {
+            let max_parallel = scheduler
+                .max_parallel(j)
+                .map_err(|e| StoreError::Conflict(format!("job `{}`: {e}", j.key)))?
+                .map(i64::from);
+            Ok((
+                to_json(&j.needs, "needs")?,
+                to_json(&j.spec, "spec")?,
+                max_parallel,
+            ))
+        })
+        .collect::<Result<Vec<EncodedJob>>>()?;
     let now = time::now();
     let mut run = RunRow {
         id: ulid::new()?,
@@ -137,7 +156,8 @@ pub(crate) async fn create(
     }
 
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO runs ({RUN_COLUMNS}, pipeline) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     )))
     .bind(run.id.clone())
     .bind(run.service_key.clone())
@@ -153,17 +173,18 @@ pub(crate) async fn create(
     .bind(run.created_at.clone())
     .bind(run.started_at.clone())
     .bind(run.finished_at.clone())
+    .bind(settings)
     .execute(&mut *conn)
     .await?;
-    let rows: Vec<(&JobRow, &(String, String))> = jobs.iter().zip(&encoded).collect();
-    for chunk in rows.chunks(sql::rows_per_chunk(14)) {
+    let rows: Vec<(&JobRow, &EncodedJob)> = jobs.iter().zip(&encoded).collect();
+    for chunk in rows.chunks(sql::rows_per_chunk(15)) {
         let text = format!(
             "INSERT INTO jobs (id, run_id, position, key, job_id, name, needs, spec, status, \
-             outcome, reason, queued_at, finished_at, outputs) VALUES {}",
-            sql::values(backend, chunk.len(), 14)
+             outcome, reason, queued_at, finished_at, outputs, max_parallel) VALUES {}",
+            sql::values(backend, chunk.len(), 15)
         );
         let mut q = sqlx::query(AssertSqlSafe(text));
-        for (job, (needs, spec)) in chunk {
+        for (job, (needs, spec, max_parallel)) in chunk {
             q = q
                 .bind(job.id.clone())
                 .bind(job.run_id.clone())
@@ -178,13 +199,32 @@ pub(crate) async fn create(
                 .bind(job.reason.clone())
                 .bind(job.queued_at.clone())
                 .bind(job.finished_at.clone())
-                .bind("{}".to_string());
+                .bind("{}".to_string())
+                .bind(*max_parallel);
         }
         q.execute(&mut *conn).await?;
     }
+    run_graph::insert_needs(conn, backend, &run.id, &jobs).await?;
     tx.append_events(&evs).await?;
     tx.commit().await?;
     Ok(run)
+}
+
+/// A new job's `needs` and `spec` as JSON text, and its `max_parallel`.
+type EncodedJob = (String, String, Option<i64>);
+
+/// The run-level settings of a plan: every top-level key but `jobs` (a
+/// claim reads these, never the jobs).
+fn run_settings(plan: &Value) -> Value {
+    match plan {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "jobs")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => json!({}),
+    }
 }
 
 /// Keys are unique and every need names an earlier job of the run (so the
@@ -211,106 +251,6 @@ fn validate_jobs(new: &NewRun) -> Result<()> {
         }
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------- claim
-
-/// Claims the next runnable job for `agent` (see `Store::claim_job`).
-pub(crate) async fn claim(
-    store: &Store,
-    agent: &str,
-    actor: &str,
-    lease: Duration,
-) -> Result<Option<ClaimedJob>> {
-    // A cheap read first, so idle pollers do not write.
-    let runnable = sqlx::query(
-        // Local jobs (run by `pave run`, see local_runs.rs) are never claimed.
-        "SELECT id FROM jobs WHERE executor = 'agent' AND (status = 'queued' \
-         OR (status = 'running' AND lease_expires_at < $1)) LIMIT 1",
-    )
-    .bind(time::now())
-    .fetch_optional(&store.pool)
-    .await?;
-    if runnable.is_none() {
-        return Ok(None);
-    }
-    let token = random_token()?;
-    let mut tx = store.begin().await?;
-    let backend = tx.backend();
-    let conn = tx.connection();
-    events::lock_head(conn).await?;
-    let now = time::now();
-    let expires = expiry(lease)?;
-    let mut evs = reap_cancelled(conn, &now, actor).await?;
-    let skip_locked = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
-    let picked = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, \
-         lease_token = $2, lease_expires_at = $3, started_at = $4 \
-         WHERE id = (SELECT id FROM jobs WHERE cancel_requested = 0 AND executor = 'agent' \
-         AND (status = 'queued' \
-         OR (status = 'running' AND lease_expires_at < $4)) \
-         ORDER BY queued_at, id LIMIT 1{skip_locked}) \
-         RETURNING {JOB_COLUMNS}"
-    )))
-    .bind(agent.to_string())
-    .bind(token.clone())
-    .bind(expires)
-    .bind(now.clone())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(picked) = picked else {
-        if evs.is_empty() {
-            tx.rollback().await?;
-        } else {
-            tx.append_events(&evs).await?;
-            tx.commit().await?;
-        }
-        return Ok(None);
-    };
-    let job = job_from_row(&picked)?;
-    let mut run = load_run(conn, &job.run_id).await?;
-    if run.status == "queued" {
-        sqlx::query("UPDATE runs SET status = 'running', started_at = $1 WHERE id = $2")
-            .bind(now.clone())
-            .bind(run.id.clone())
-            .execute(&mut *conn)
-            .await?;
-        run.status = "running".into();
-        run.started_at = Some(now.clone());
-        evs.push(run_event(RUN_STARTED, &run, json!({})));
-    }
-    evs.push(job_event(TASK_STARTED, &run, &job, actor));
-    tx.append_events(&evs).await?;
-    tx.commit().await?;
-    Ok(Some(ClaimedJob {
-        job,
-        run,
-        lease_token: token,
-    }))
-}
-
-/// Jobs of cancelled runs whose agent stopped answering end as `cancelled`.
-async fn reap_cancelled(conn: &mut AnyConnection, now: &str, actor: &str) -> Result<Vec<NewEvent>> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE jobs SET status = 'finished', outcome = 'cancelled', \
-         reason = 'the run was cancelled and the agent stopped answering', \
-         finished_at = $1, lease_token = NULL \
-         WHERE status = 'running' AND cancel_requested = 1 AND lease_expires_at < $1 \
-         RETURNING {JOB_COLUMNS}"
-    )))
-    .bind(now.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut evs = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let job = job_from_row(row)?;
-        let run = load_run(conn, &job.run_id).await?;
-        evs.push(job_event(TASK_FINISHED, &run, &job, actor));
-    }
-    Ok(evs)
 }
 
 // ------------------------------------------------------ heartbeat, logs
@@ -475,80 +415,29 @@ pub(crate) async fn complete(
         return Err(lease_lost(conn, &report.job_id).await);
     };
     let job = job_from_row(&row)?;
-    let mut run = load_run(conn, &job.run_id).await?;
+    let (mut run, _) = fetch_run_light(conn, &job.run_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("job of missing run `{}`", job.run_id)))?;
     let mut evs = vec![job_event(TASK_FINISHED, &run, &job, &report.actor)];
     // Tests are written only here, after the one accepted report.
     evs.extend(test_results::ingest(conn, backend, &run, &job, &tests, &report.actor, &now).await?);
     evs.extend(crate::artifacts::packaged_events(&run, &job, &report.actor));
     let mut queued = 0;
     if run.status != "finished" {
-        queued = advance(conn, &mut run, scheduler, &now, &mut evs).await?;
+        let mut ended = vec![job.key.clone()];
+        ended.extend(run_graph::fail_fast(conn, &run, &job, scheduler, &now).await?);
+        queued =
+            run_graph::advance_after(conn, backend, &mut run, scheduler, ended, &now, &mut evs)
+                .await?;
     }
     tx.append_events(&evs).await?;
     tx.commit().await?;
     Ok(CompletedJob { job, run, queued })
 }
 
-/// Decides the waiting jobs whose needs have all ended, writes the
-/// decisions, and finishes the run when every job has ended. Returns how
-/// many jobs were queued.
-async fn advance(
-    conn: &mut AnyConnection,
-    run: &mut RunRow,
-    scheduler: &dyn Scheduler,
-    now: &str,
-    evs: &mut Vec<NewEvent>,
-) -> Result<usize> {
-    let counts = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) AS waiting, \
-         COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0) AS live \
-         FROM jobs WHERE run_id = $1",
-    )
-    .bind(run.id.clone())
-    .fetch_one(&mut *conn)
-    .await?;
-    let waiting: i64 = sql::get(&counts, "waiting")?;
-    let live: i64 = sql::get(&counts, "live")?;
-    if waiting == 0 && live > 0 {
-        return Ok(0);
-    }
-    let mut jobs = jobs_of(&mut *conn, &run.id).await?;
-    let changed = advance_in_memory(run, &mut jobs, scheduler, now)?;
-    let mut queued = 0;
-    for &i in &changed {
-        let job = &jobs[i];
-        queued += usize::from(job.status == "queued");
-        sqlx::query(
-            "UPDATE jobs SET status = $1, outcome = $2, reason = $3, queued_at = $4, \
-             finished_at = $5 WHERE id = $6 AND status = 'waiting'",
-        )
-        .bind(job.status.clone())
-        .bind(job.outcome.clone())
-        .bind(job.reason.clone())
-        .bind(job.queued_at.clone())
-        .bind(job.finished_at.clone())
-        .bind(job.id.clone())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some(outcome) = finish_outcome(run, &jobs, scheduler)? {
-        finish_in_memory(run, &outcome, now);
-        sqlx::query(
-            "UPDATE runs SET status = 'finished', outcome = $1, finished_at = $2 WHERE id = $3",
-        )
-        .bind(outcome)
-        .bind(now.to_string())
-        .bind(run.id.clone())
-        .execute(&mut *conn)
-        .await?;
-        evs.push(run_event(RUN_FINISHED, run, json!({})));
-    }
-    Ok(queued)
-}
-
 /// Applies the scheduler's decisions until no waiting job is ready;
 /// returns the indexes of the jobs it changed.
-fn advance_in_memory(
+pub(crate) fn advance_in_memory(
     run: &RunRow,
     jobs: &mut [JobRow],
     scheduler: &dyn Scheduler,
@@ -624,13 +513,13 @@ fn finish_outcome(
     Ok(Some(outcome))
 }
 
-fn finish_in_memory(run: &mut RunRow, outcome: &str, now: &str) {
+pub(crate) fn finish_in_memory(run: &mut RunRow, outcome: &str, now: &str) {
     run.status = "finished".into();
     run.outcome = Some(outcome.to_string());
     run.finished_at = Some(now.to_string());
 }
 
-fn check_outcome(outcome: &str) -> Result<()> {
+pub(crate) fn check_outcome(outcome: &str) -> Result<()> {
     if OUTCOMES.contains(&outcome) {
         Ok(())
     } else {
@@ -647,8 +536,8 @@ pub(crate) async fn cancel(store: &Store, run_id: &str, actor: &str) -> Result<R
     let mut tx = store.begin().await?;
     let conn = tx.connection();
     events::lock_head(conn).await?;
-    let mut run = match fetch_run(conn, run_id).await? {
-        Some(run) => run,
+    let mut run = match fetch_run_light(conn, run_id).await? {
+        Some((run, _)) => run,
         None => return Err(StoreError::NotFound(format!("run `{run_id}`"))),
     };
     if run.status == "finished" {
@@ -772,7 +661,7 @@ pub(crate) async fn read_logs(
         .collect()
 }
 
-async fn jobs_of(conn: &mut AnyConnection, run_id: &str) -> Result<Vec<JobRow>> {
+pub(crate) async fn jobs_of(conn: &mut AnyConnection, run_id: &str) -> Result<Vec<JobRow>> {
     sqlx::query(AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = $1 ORDER BY position"
     )))
@@ -784,23 +673,24 @@ async fn jobs_of(conn: &mut AnyConnection, run_id: &str) -> Result<Vec<JobRow>> 
     .collect()
 }
 
-async fn fetch_run(conn: &mut AnyConnection, run_id: &str) -> Result<Option<RunRow>> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+/// A run without its plan, and its run-level settings (`runs.pipeline`).
+pub(crate) async fn fetch_run_light(
+    conn: &mut AnyConnection,
+    run_id: &str,
+) -> Result<Option<(RunRow, Value)>> {
+    let Some(row) = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {RUN_LIGHT_COLUMNS} FROM runs WHERE id = $1"
     )))
     .bind(run_id.to_string())
     .fetch_optional(&mut *conn)
     .await?
-    .as_ref()
-    .map(run_from_row)
-    .transpose()
-}
-
-/// A run that a job row points at (its absence is corruption).
-async fn load_run(conn: &mut AnyConnection, run_id: &str) -> Result<RunRow> {
-    fetch_run(conn, run_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("job of missing run `{run_id}`")))
+    else {
+        return Ok(None);
+    };
+    let run = run_from_row(&row)?;
+    let settings: String = sql::get(&row, "pipeline")?;
+    let settings = sql::json(&settings, &format!("pipeline of run {}", run.id))?;
+    Ok(Some((run, settings)))
 }
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow> {
@@ -824,7 +714,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow> {
     })
 }
 
-fn job_from_row(row: &AnyRow) -> Result<JobRow> {
+pub(crate) fn job_from_row(row: &AnyRow) -> Result<JobRow> {
     let id: String = sql::get(row, "id")?;
     let text = |col: &str| -> Result<Value> {
         let s: String = sql::get(row, col)?;
@@ -859,7 +749,7 @@ fn job_from_row(row: &AnyRow) -> Result<JobRow> {
 // --------------------------------------------------------------- helpers
 
 /// The lease's end, `lease` from now, in the stored time format.
-fn expiry(lease: Duration) -> Result<String> {
+pub(crate) fn expiry(lease: Duration) -> Result<String> {
     let lease = chrono::Duration::from_std(lease)
         .map_err(|_| StoreError::Conflict("lease too long".into()))?;
     chrono::Utc::now()
@@ -874,7 +764,7 @@ fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
 }
 
 /// 128 random bits, hex.
-fn random_token() -> Result<String> {
+pub(crate) fn random_token() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| {
         StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
@@ -884,7 +774,7 @@ fn random_token() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn run_event(event_type: &str, run: &RunRow, extra: Value) -> NewEvent {
+pub(crate) fn run_event(event_type: &str, run: &RunRow, extra: Value) -> NewEvent {
     let mut payload = json!({
         "run_id": run.id,
         "service": run.service_key,
@@ -906,7 +796,7 @@ fn run_event(event_type: &str, run: &RunRow, extra: Value) -> NewEvent {
     }
 }
 
-fn job_event(event_type: &str, run: &RunRow, job: &JobRow, actor: &str) -> NewEvent {
+pub(crate) fn job_event(event_type: &str, run: &RunRow, job: &JobRow, actor: &str) -> NewEvent {
     NewEvent {
         event_type: event_type.to_string(),
         subject: format!("job:{}", job.id),

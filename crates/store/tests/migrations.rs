@@ -52,7 +52,7 @@ async fn reopening_is_idempotent_and_keeps_data() {
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 7, 8]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
     })
     .await;
 }

@@ -128,6 +128,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::agents::heartbeat))
         .routes(routes!(runs::agents::append_logs))
         .routes(routes!(runs::agents::complete))
+        .routes(routes!(runs::agents::release))
         .routes(routes!(tests::list_flaky))
         .routes(routes!(tests::run_tests))
         .routes(routes!(

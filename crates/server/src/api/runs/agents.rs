@@ -8,7 +8,7 @@
 //! tokens (`Auth<JobRunner>`), because `pave run` reports its local jobs
 //! through them; the lease token decides which job a caller may touch.
 
-use super::scheduler::{PlanScheduler, needs_context, pave_context, stored_plan};
+use super::scheduler::{PlanScheduler, needs_context, pave_context};
 use super::{JobView, RunView};
 use crate::auth::{Agent, Auth, JobRunner};
 use crate::error::{ApiError, ApiResult};
@@ -58,6 +58,24 @@ pub struct ClaimRequest {
     /// Lease length (1-600, default 30); heartbeat before it ends.
     #[serde(default)]
     pub lease_seconds: Option<u64>,
+    /// Claim up to this many jobs at once (1-100, one lease each); the
+    /// answer is then a `ClaimBatch`. Without it, one job (`ClaimResponse`).
+    #[serde(default)]
+    pub max_jobs: Option<usize>,
+}
+
+/// Jobs claimed with `max_jobs`: at least one, at most `max_jobs`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClaimBatch {
+    pub jobs: Vec<ClaimResponse>,
+}
+
+/// One job, or a batch when the claim asked for `max_jobs`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ClaimAnswer {
+    One(Box<ClaimResponse>),
+    Batch(ClaimBatch),
 }
 
 /// A claimed job: everything an agent needs to run it.
@@ -193,12 +211,13 @@ fn lease(seconds: Option<u64>) -> ApiResult<Duration> {
     Ok(Duration::from_secs(s))
 }
 
-/// Claim the next runnable job (long-poll).
+/// Claim the next runnable job, or up to `max_jobs` of them (long-poll).
 ///
-/// 200 with the job, or 204 when none became runnable within `wait_seconds`.
+/// 200 with the job (a batch with `max_jobs`), or 204 when none became
+/// runnable within `wait_seconds` (or the server is shutting down).
 #[utoipa::path(post, path = "/api/v1/agents/claim", tag = "agents", security(("bearer" = [])),
     request_body = ClaimRequest,
-    responses((status = 200, body = ClaimResponse), (status = 204, description = "no job within the wait"),
+    responses((status = 200, body = ClaimAnswer), (status = 204, description = "no job within the wait"),
               (status = 422, body = crate::error::ErrorBody)))]
 pub async fn claim(
     auth: Auth<Agent>,
@@ -218,18 +237,47 @@ pub async fn claim(
             format!("wait_seconds must be at most {MAX_WAIT_SECONDS}"),
         ));
     }
+    if req
+        .max_jobs
+        .is_some_and(|n| !(1..=pave_store::MAX_CLAIM_BATCH).contains(&n))
+    {
+        return Err(ApiError::invalid(
+            "invalid_body",
+            format!(
+                "max_jobs must be between 1 and {}",
+                pave_store::MAX_CLAIM_BATCH
+            ),
+        ));
+    }
     let lease = lease(req.lease_seconds)?;
     let actor = auth.principal.actor();
     let deadline = Instant::now() + Duration::from_secs(req.wait_seconds);
+    let max = req.max_jobs.unwrap_or(1);
     loop {
         let notified = WAKE.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(claimed) = state.store.claim_job(agent, &actor, lease).await? {
-            return Ok(Json(claim_response(&state, claimed).await?).into_response());
+        let claimed = state
+            .store
+            .claim_jobs(agent, &actor, lease, max, &PlanScheduler)
+            .await?;
+        if !claimed.is_empty() {
+            let mut jobs = Vec::with_capacity(claimed.len());
+            for c in claimed {
+                jobs.push(claim_response(&state, c).await?);
+            }
+            let answer = match (req.max_jobs, jobs.pop()) {
+                (None, Some(one)) if jobs.is_empty() => ClaimAnswer::One(Box::new(one)),
+                (_, last) => {
+                    jobs.extend(last);
+                    ClaimAnswer::Batch(ClaimBatch { jobs })
+                }
+            };
+            return Ok(Json(answer).into_response());
         }
         let now = Instant::now();
-        if now >= deadline {
+        // A shutting-down server answers at once, so it can drain.
+        if now >= deadline || state.draining.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
         let nap = POLL_INTERVAL.min(deadline - now);
@@ -247,14 +295,12 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
         .get("needs")
         .and_then(|n| serde_json::from_value(n.clone()).ok())
         .unwrap_or_default();
-    // The stored plan is only decoded when the job needs others' outputs:
-    // decoding a large run's plan on every claim made claims O(jobs).
+    // Only the rows of the jobs it needs: a claim stays O(1) in the run's size.
     let needs = if needs_ids.is_empty() {
         BTreeMap::new()
     } else {
-        let plan = stored_plan(&c.run).map_err(ApiError::internal)?;
-        let jobs = state.store.list_jobs(&c.run.id).await?;
-        needs_context(&plan, &jobs, &needs_ids)
+        let jobs = state.store.list_needed_jobs(&c.run.id, &c.job.key).await?;
+        needs_context(&jobs, &needs_ids).map_err(ApiError::internal)?
     };
     let secrets = match &state.ci {
         Some(ci) => {
@@ -275,7 +321,7 @@ async fn claim_response(state: &AppState, c: ClaimedJob) -> ApiResult<ClaimRespo
     for key in ["name", "env", "defaults"] {
         pipeline.insert(
             key.into(),
-            c.run.plan.get(key).cloned().unwrap_or(Value::Null),
+            c.pipeline.get(key).cloned().unwrap_or(Value::Null),
         );
     }
     Ok(ClaimResponse {
@@ -402,4 +448,38 @@ pub async fn complete(
         job: done.job.into(),
         run: done.run.into(),
     }))
+}
+
+/// Hand back a held job.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub lease_token: String,
+}
+
+/// Hand back a held job the agent stopped without finishing (it is shutting
+/// down): the job is queued again at once, and the next claim is a new
+/// attempt. A job whose run asked it to stop ends `cancelled` instead.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/release", tag = "agents", security(("bearer" = [])),
+    params(("id" = String, Path, description = "job id")), request_body = ReleaseRequest,
+    responses((status = 200, body = JobView),
+              (status = 409, description = "the lease is lost", body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+pub async fn release(
+    auth: Auth<JobRunner>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReleaseRequest>,
+) -> ApiResult<Json<JobView>> {
+    let job = state
+        .store
+        .release_job(
+            &id,
+            &req.lease_token,
+            &auth.principal.actor(),
+            &PlanScheduler,
+        )
+        .await?;
+    wake();
+    Ok(Json(job.into()))
 }
