@@ -269,6 +269,10 @@ pub(crate) async fn resolve_for(
     file: &str,
     text: &str,
 ) -> ApiResult<ResolvedTemplates> {
+    if !text.contains("uses") {
+        // No job can use a template; spare the second parse.
+        return Ok(ResolvedTemplates::default());
+    }
     let (f, t) = (file.to_string(), text.to_string());
     let refs = tokio::task::spawn_blocking(move || {
         parse_pave_yaml(&f, &t)
