@@ -270,13 +270,13 @@ fn refusal<R: MinRole>(role: Role) -> String {
     if role == Role::Agent {
         return "agent tokens may only claim and report jobs (and upload their artifacts)".into();
     }
-    if R::admits(Role::Developer) {
+    if R::admits(Role::Agent) && R::admits(Role::Developer) {
         return format!(
             "this needs an agent token or the developer role; your token has {}",
             role.as_str()
         );
     }
-    if R::ROLE == Role::Agent {
+    if R::admits(Role::Agent) {
         return format!(
             "only agent tokens may claim jobs; your token has the {} role \
              (create one with `pave token create --role agent`)",

@@ -99,13 +99,13 @@ const TABLE: &[(&str, &str, Access)] = &[
     ("post", "/api/v1/jobs/{id}/heartbeat", JobRunner),
     ("post", "/api/v1/jobs/{id}/logs", JobRunner),
     ("post", "/api/v1/jobs/{id}/complete", JobRunner),
-    ("post", "/api/v1/jobs/{id}/release", JobRunner),
     ("post", "/api/v1/runs/local", AtLeast(Role::Developer)),
     (
         "put",
         "/api/v1/services/{name}/repository",
         AtLeast(Role::Developer),
     ),
+    ("post", "/api/v1/jobs/{id}/release", JobRunner),
     ("get", "/api/v1/tests/flaky", AtLeast(Role::Viewer)),
     ("get", "/api/v1/runs/{id}/tests", AtLeast(Role::Viewer)),
     (
@@ -364,6 +364,33 @@ async fn agent_tokens_only_claim_and_humans_never_do() {
                 .as_str()
                 .is_some_and(|m| m.contains("--role agent")),
             "{body}"
+        );
+    }
+    // Refusals of humans say what the route needs.
+    for (path, needs) in [
+        (
+            "/api/v1/apply",
+            "needs the developer role; your token has viewer",
+        ),
+        (
+            "/api/v1/jobs/01AAAAAAAAAAAAAAAAAAAAAAAA/heartbeat",
+            "needs an agent token or the developer role; your token has viewer",
+        ),
+    ] {
+        let response = client
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&server.tokens[&Role::Viewer])
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(needs)),
+            "{path}: {body}"
         );
     }
     let response = client
