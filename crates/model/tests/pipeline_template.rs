@@ -315,3 +315,37 @@ fn a_pipeline_without_uses_is_unchanged() {
     let out = expand_templates("pave.yaml", &text, &spec, &mut never).unwrap();
     assert_eq!(out, spec);
 }
+
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any edit of a valid template parses or fails with located errors,
+        /// and expanding whatever parses never panics.
+        #[test]
+        fn edited_templates_never_panic(
+            at in 0usize..RUST_CI.len(),
+            cut in 0usize..12,
+            insert in "[ -~\n]{0,12}",
+        ) {
+            let mut text = RUST_CI.to_string();
+            let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let end = (at + cut).min(text.len());
+            let end = (end..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+            text.replace_range(at..end, &insert);
+            match parse_template(T, &text) {
+                Err(SpecErrors(errs)) => prop_assert!(!errs.is_empty()),
+                Ok(t) => {
+                    let (caller, spec) = pipeline(
+                        "  jobs:\n    ci: { uses: rust-ci@1.2.0, with: { package: \"a'b ${{ pave.sha }}\" } }\n    next: { needs: ci, steps: [ { run: \"${{ needs.ci.outputs.binary }}\" } ] }\n",
+                    );
+                    let mut resolve = |_: &str, _: &str| Ok(t.clone());
+                    let _ = expand_templates("pave.yaml", &caller, &spec, &mut resolve);
+                }
+            }
+        }
+    }
+}
