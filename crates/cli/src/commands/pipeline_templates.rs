@@ -261,7 +261,8 @@ async fn resolve_one(
     token: Option<String>,
 ) -> std::result::Result<PipelineTemplate, String> {
     let key = format!("{name}@{version}");
-    let mut looked = String::new();
+    // What was tried before the server, for the message when that fails too.
+    let mut prefix = format!("pipeline template `{key}`: ");
     if let Some(dir) = dir {
         for ext in ["yaml", "yml"] {
             let path = dir.join(format!("{key}.{ext}"));
@@ -278,18 +279,22 @@ async fn resolve_one(
             }
             return Ok(t);
         }
-        looked = format!("not in {} (as {key}.yaml); ", dir.display());
+        prefix = format!(
+            "pipeline template `{key}` is not in {} (no {key}.yaml), and ",
+            dir.display()
+        );
     }
-    let client = client(server, token, QUICK).map_err(|e| format!("{looked}{e:#}"))?;
+    let client = client(server, token, QUICK).map_err(|e| format!("{prefix}{e:#}"))?;
     match client.get::<Value>(&template_path(name, version)).await {
         Ok(t) => {
             let body = t["body"].as_str().unwrap_or_default();
             parse_template(&format!("{}:{key}", client.server()), body).map_err(|e| e.to_string())
         }
         Err(e) => Err(match e.downcast_ref::<ApiFailure>() {
-            Some(f) => format!("{looked}{}", f.message),
+            Some(f) if dir.is_none() => f.message.clone(),
+            Some(f) => format!("{prefix}{}", f.message),
             None => format!(
-                "{looked}and {e:#}; pass --templates DIR with {key}.yaml to run without a server"
+                "{prefix}{e:#}; pass --templates DIR holding {key}.yaml to run without a server"
             ),
         }),
     }
