@@ -3,6 +3,7 @@
 //! instances, analysis judges a release on measured signals, and the
 //! controller drives each deployment as a durable state machine.
 
-pub mod proxy;
 pub mod analysis;
+pub mod controller;
+pub mod proxy;
 pub mod runtime;

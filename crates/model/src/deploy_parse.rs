@@ -15,6 +15,9 @@ use std::time::Duration;
 
 const STRATEGIES: &[&str] = &["rolling", "blue-green", "canary"];
 const STEP_KINDS: &[&str] = &["weight", "pause", "analysis"];
+/// Measured intervals a baseline comparison needs in one analysis window
+/// (the judge wants 5 complete ones; the first and last are partial).
+const MIN_COMPARE_INTERVALS: u32 = 7;
 const CHECK_KINDS: &[&str] = &["error-rate", "latency", "compare-baseline", "prometheus"];
 
 /// Parses and validates the `deploy:` value at `key_pos`.
@@ -520,9 +523,41 @@ impl Walker<'_> {
                 None
             }
         };
+        let (steps, analysis) = (steps?, analysis?);
+        // A baseline comparison needs enough measured intervals to say
+        // anything; a shorter window could only ever end inconclusive.
+        if let Some(e) = get("steps")
+            && let NodeKind::Seq(items) = &e.value.kind
+        {
+            for (i, step) in steps.iter().enumerate() {
+                let CanaryStep::Analysis { duration, checks } = step else {
+                    continue;
+                };
+                let compares = checks
+                    .as_deref()
+                    .unwrap_or(&analysis.checks)
+                    .iter()
+                    .any(|c| matches!(c, CheckSpec::CompareBaseline { .. }));
+                let needed = analysis.interval * MIN_COMPARE_INTERVALS;
+                if compares && *duration < needed {
+                    let pos = items.get(i).map_or(e.value.pos, |n| n.pos);
+                    self.err(
+                        pos,
+                        format!(
+                            "analysis step {i} lasts {}, too short for compare-baseline: it needs at least {MIN_COMPARE_INTERVALS} intervals of {} ({})",
+                            crate::units::format_duration(*duration),
+                            crate::units::format_duration(analysis.interval),
+                            crate::units::format_duration(needed),
+                        ),
+                        "a longer `duration`, or checks without compare-baseline",
+                    );
+                    return None;
+                }
+            }
+        }
         Some(CanarySpec {
-            steps: steps?,
-            analysis: analysis?,
+            steps,
+            analysis,
             background_analysis: background?,
         })
     }

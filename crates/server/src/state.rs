@@ -20,6 +20,9 @@ pub struct AppState {
     /// Secrets key, webhook secret and artifact store; `None` (those
     /// endpoints answer 503, hooks 401) until `with_ci`.
     pub ci: Option<Arc<CiConfig>>,
+    /// The deployment controller (with its runtime and edge proxy); `None`
+    /// (deployment endpoints answer 503) until `with_deploy`.
+    pub deploy: Option<pave_deploy::controller::DeployController>,
 }
 
 impl AppState {
@@ -31,7 +34,17 @@ impl AppState {
             read_cache: Arc::new(ReadCache::default()),
             draining: Arc::new(AtomicBool::new(false)),
             ci: None,
+            deploy: None,
         }
+    }
+
+    /// The same state with deployments enabled.
+    pub fn with_deploy(
+        mut self,
+        controller: pave_deploy::controller::DeployController,
+    ) -> AppState {
+        self.deploy = Some(controller);
+        self
     }
 
     /// The same state with CI secrets, webhooks and artifacts enabled.

@@ -123,6 +123,30 @@ const TABLE: &[(&str, &str, Access)] = &[
         "/api/v1/services/{name}/tests/quarantine",
         AtLeast(Role::Developer),
     ),
+    ("post", "/api/v1/deployments", AtLeast(Role::Developer)),
+    ("get", "/api/v1/deployments", AtLeast(Role::Viewer)),
+    ("get", "/api/v1/deployments/{id}", AtLeast(Role::Viewer)),
+    (
+        "post",
+        "/api/v1/deployments/{id}/{action}",
+        AtLeast(Role::Developer),
+    ),
+    (
+        "get",
+        "/api/v1/deployments/{id}/metrics",
+        AtLeast(Role::Viewer),
+    ),
+    ("post", "/api/v1/promotions", AtLeast(Role::Developer)),
+    ("post", "/api/v1/rollbacks", AtLeast(Role::Developer)),
+    ("get", "/api/v1/environments", AtLeast(Role::Viewer)),
+    ("post", "/api/v1/environments", AtLeast(Role::Admin)),
+    (
+        "get",
+        "/api/v1/services/{name}/releases",
+        AtLeast(Role::Viewer),
+    ),
+    ("get", "/api/v1/services/{name}/logs", AtLeast(Role::Viewer)),
+    ("get", "/metrics", Public),
 ];
 
 /// Whether `role` may call a route with `access` (the rule the table states).

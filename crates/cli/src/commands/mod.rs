@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod tests;
 pub mod tokens;
 pub mod up;
+pub mod up_deploy;
 
 use crate::client::{ApiFailure, Client};
 use crate::config;

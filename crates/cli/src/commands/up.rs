@@ -26,6 +26,10 @@ pub struct UpArgs {
     /// Jobs the in-process agent runs at once (0: no in-process agent; run `pave agent` elsewhere).
     #[arg(long, env = "PAVE_AGENT_CAPACITY", default_value_t = 2)]
     pub agent_capacity: usize,
+    /// Address of the edge proxy that serves deployed services by Host
+    /// (`<service>.<env>.localhost`).
+    #[arg(long, env = "PAVE_EDGE_LISTEN", default_value = "127.0.0.1:7412")]
+    pub edge_listen: SocketAddr,
 }
 
 /// Starts the server and runs until SIGINT/SIGTERM.
@@ -96,8 +100,19 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     for note in &ci.notes {
         println!("  {note}");
     }
+    let (deploy, edge) = super::up_deploy::start(
+        &store,
+        &std::fs::canonicalize(&args.data_dir)?,
+        args.edge_listen,
+        ci.secret_key.clone(),
+        || Box::pin(shutdown_signal()),
+    )
+    .await?;
+    println!("  edge      http://{edge}/  (Host: <service>.<env>.localhost)");
     println!("Next: `pave apply -f <dir>` in another terminal here. Ctrl-C stops.");
-    let state = AppState::new(store.clone()).with_ci(ci);
+    let state = AppState::new(store.clone())
+        .with_ci(ci)
+        .with_deploy(deploy);
     pave_server::serve(listener, state, shutdown_signal())
         .await
         .context("serving HTTP")?;

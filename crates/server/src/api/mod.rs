@@ -5,6 +5,8 @@ pub mod apply;
 pub mod artifacts;
 pub mod audit;
 pub mod catalog;
+pub mod deployments;
+pub mod environments;
 pub mod health;
 pub mod hooks;
 pub mod local_runs;
@@ -147,6 +149,22 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             pipeline_templates::list
         ))
         .routes(routes!(pipeline_templates::show))
+        .routes(routes!(
+            deployments::create_deployment,
+            deployments::list_deployments
+        ))
+        .routes(routes!(deployments::get_deployment))
+        .routes(routes!(deployments::control))
+        .routes(routes!(deployments::promote))
+        .routes(routes!(deployments::rollback))
+        .routes(routes!(
+            environments::list_environments,
+            environments::create_environment
+        ))
+        .routes(routes!(environments::service_releases))
+        .routes(routes!(environments::service_logs))
+        .routes(routes!(environments::deployment_metrics))
+        .routes(routes!(environments::prometheus_metrics))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     ErrorResponses.modify(&mut doc);
