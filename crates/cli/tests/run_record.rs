@@ -103,6 +103,8 @@ fn pave_run_records_its_run_on_the_server_and_agents_leave_it_alone() {
     let detail = api(&pave, &format!("/api/v1/runs/{id}"));
     assert_eq!(detail["status"], "finished", "{detail}");
     assert_eq!(detail["outcome"], "success", "{detail}");
+    assert_eq!(detail["executor"], "local", "{detail}");
+    assert_eq!(detail["dirty"], true, "uncommitted src/app.txt: {detail}");
     let head = Command::new("git")
         .arg("-C")
         .arg(&repo)

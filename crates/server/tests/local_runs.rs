@@ -202,6 +202,8 @@ async fn a_local_run_is_recorded_through_the_agent_calls_and_never_claimed() {
     )
     .await;
     assert_eq!(detail["outcome"], "failure", "{detail}");
+    assert_eq!(detail["executor"], "local", "{detail}");
+    assert_eq!(detail["dirty"], true, "{detail}");
     let (_, logs) = call(
         &server,
         "get",

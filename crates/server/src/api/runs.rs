@@ -116,6 +116,10 @@ pub struct JobView {
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunView,
+    /// `agent` (run by agents) or `local` (run by `pave run` and recorded here).
+    pub executor: String,
+    /// A local run of a working tree with uncommitted changes (its `sha` is the base).
+    pub dirty: bool,
     pub jobs: Vec<JobView>,
 }
 
@@ -399,6 +403,8 @@ pub async fn create_run(
         StatusCode::CREATED,
         Json(RunDetail {
             run: run.into(),
+            executor: "agent".into(),
+            dirty: false,
             jobs: jobs.into_iter().map(JobView::from).collect(),
         }),
     ))
@@ -444,8 +450,13 @@ pub async fn get_run(
 ) -> ApiResult<Json<RunDetail>> {
     let run = load_run(&state, &id).await?;
     let jobs = state.store.list_jobs(&id).await?;
+    let execution = state.store.run_execution(&id).await?;
     Ok(Json(RunDetail {
         run: run.into(),
+        executor: execution
+            .as_ref()
+            .map_or_else(|| "agent".into(), |e| e.executor.clone()),
+        dirty: execution.is_some_and(|e| e.dirty),
         jobs: jobs.into_iter().map(JobView::from).collect(),
     }))
 }
