@@ -49,7 +49,7 @@ enum Command {
     Apply(commands::apply::ApplyArgs),
     /// List services.
     Services(commands::catalog::ListArgs),
-    /// Show one service; `pave service set-repo` changes where it builds from.
+    /// Show one service; `pave service set-repo` changes where it builds from, `pave service logs` reads its instances' output.
     Service(commands::catalog::ServiceArgs),
     /// List teams.
     Teams(commands::catalog::ListArgs),
@@ -84,6 +84,25 @@ enum Command {
     /// Run jobs for a Pave server (pulls work; the server never connects to agents).
     /// Give it an agent token: `pave token create --role agent`.
     Agent(agent::AgentArgs),
+    /// Deploy a service's artifact to an environment (progress live with --wait).
+    Deploy(commands::deployments::DeployArgs),
+    /// Promote what runs in the previous environment (--to), or advance a canary (--step).
+    Promote(commands::deployments::PromoteArgs),
+    /// Roll an environment back to the service's previous good release.
+    Rollback(commands::deployments::RollbackArgs),
+    /// Abort a deployment in flight: all traffic back to the stable release.
+    Abort(commands::deployments::ControlArgs),
+    /// Pause a deployment in flight where it is.
+    Pause(commands::deployments::ControlArgs),
+    /// Resume a paused deployment.
+    Resume(commands::deployments::ControlArgs),
+    /// List deployments, newest first.
+    Deployments(commands::deployments::ListArgs),
+    /// Show one deployment: status, steps, analysis values and decisions.
+    Deployment(commands::deployments::ShowArgs),
+    /// The environments of the promotion path: list, create.
+    #[command(subcommand)]
+    Env(commands::deployments::EnvCommand),
 }
 
 fn main() -> ExitCode {
@@ -138,5 +157,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::pipeline_templates::run(cmd, server, token).await
         }
         Command::Agent(args) => commands::agent(args, server, token).await,
+        Command::Deploy(args) => commands::deployments::deploy(args, server, token).await,
+        Command::Promote(args) => commands::deployments::promote(args, server, token).await,
+        Command::Rollback(args) => commands::deployments::rollback(args, server, token).await,
+        Command::Abort(args) => commands::deployments::control("abort", args, server, token).await,
+        Command::Pause(args) => commands::deployments::control("pause", args, server, token).await,
+        Command::Resume(args) => {
+            commands::deployments::control("resume", args, server, token).await
+        }
+        Command::Deployments(args) => commands::deployments::list(args, server, token).await,
+        Command::Deployment(args) => commands::deployments::show(args, server, token).await,
+        Command::Env(cmd) => commands::deployments::env(cmd, server, token).await,
     }
 }

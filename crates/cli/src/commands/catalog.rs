@@ -1,4 +1,4 @@
-//! `pave services`, `pave service` (and `pave service set-repo`), `pave teams`, `pave team`.
+//! `pave services`, `pave service` (and `pave service set-repo`, `pave service logs`), `pave teams`, `pave team`.
 
 use super::{QUICK, client};
 use crate::output::{self, or_dash, table};
@@ -52,6 +52,8 @@ pub struct ServiceArgs {
 pub enum ServiceCommand {
     /// Change the repository the service builds from (agents, `pave trigger`).
     SetRepo(SetRepoArgs),
+    /// Print the latest output of the service's running instances in an environment.
+    Logs(super::deployments::ServiceLogsArgs),
 }
 
 /// `pave service set-repo` flags.
@@ -151,8 +153,12 @@ pub async fn service(
     server: Option<String>,
     token: Option<String>,
 ) -> Result<ExitCode> {
-    if let Some(ServiceCommand::SetRepo(set)) = args.command {
-        return set_repo(set, server, token).await;
+    match args.command {
+        Some(ServiceCommand::SetRepo(set)) => return set_repo(set, server, token).await,
+        Some(ServiceCommand::Logs(logs)) => {
+            return super::deployments::service_logs(logs, server, token).await;
+        }
+        None => {}
     }
     let Some(name) = args.name else {
         bail!("name the service: `pave service <name>`");
