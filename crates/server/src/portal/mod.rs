@@ -2,6 +2,7 @@
 //! readable without signing in; signing in with a token opens a cookie
 //! session, needed for the portal's mutating actions.
 
+mod deploy_pages;
 mod layout;
 mod pages;
 mod run_pages;
@@ -34,6 +35,12 @@ pub fn router() -> axum::Router<AppState> {
         .route("/services/{name}/runs", get(runs::service_runs_page))
         .route("/runs/{id}", get(runs::run_page))
         .route("/runs/{id}/stream", get(runs::run_stream))
+        .route("/deployments", get(deploy_pages::deployments_page))
+        .route("/deployments/{id}", get(deploy_pages::deployment_page))
+        .route(
+            "/deployments/{id}/state",
+            get(deploy_pages::deployment_state),
+        )
         .route("/teams", get(teams_page))
         .route("/teams/{name}", get(team_page))
         .route("/login", get(login_page).post(login))
@@ -161,7 +168,14 @@ async fn service_page(
         .store
         .list_runs(&key, Some(runs::SERVICE_PAGE_RUNS))
         .await?;
-    html(pages::service(viewer.as_ref(), &row, &relations, &runs))
+    let deployments = deploy_pages::running_where_section(&state, &key, &name).await?;
+    html(pages::service(
+        viewer.as_ref(),
+        &row,
+        &relations,
+        &runs,
+        deployments,
+    ))
 }
 
 async fn teams_page(Viewer(viewer): Viewer, State(state): State<AppState>) -> PageResult {

@@ -113,6 +113,7 @@ pub fn service(
     row: &EntityRow,
     relations: &BTreeMap<String, Vec<String>>,
     runs: &[RunRow],
+    deployments: Markup,
 ) -> Markup {
     let s = service_summary(row);
     let links = links(row);
@@ -142,6 +143,7 @@ pub fn service(
             h2 { "Relations" }
             (relations_table(relations))
             (super::run_pages::service_runs_section(&s.name, runs, super::runs::SERVICE_PAGE_RUNS as usize))
+            (deployments)
         },
     )
 }
