@@ -197,9 +197,55 @@ fn a_slower_canary_is_rolled_back_and_an_unhealthy_release_fails_in_time() {
     );
     assert_eq!(failed, 0);
 
+    // Bad input starts nothing: an artifact no run produced, an unknown environment, a second
+    // deployment while one is in flight.
+    let head = api(&pave, "GET", "/api/v1/deployments?service=hello", None).1;
+    let missing = serde_json::json!({"service": "hello", "env": "prod", "artifact": format!("sha256:{}", "0".repeat(64))});
+    let (code, body) = api(&pave, "POST", "/api/v1/deployments", Some(missing));
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no successful run"),
+        "{body}"
+    );
+    let (code, body) = api(
+        &pave,
+        "POST",
+        "/api/v1/deployments",
+        Some(serde_json::json!({"service": "hello", "env": "qa", "run": base})),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no environment `qa`"),
+        "{body}"
+    );
+    assert_eq!(
+        api(&pave, "GET", "/api/v1/deployments?service=hello", None).1,
+        head
+    );
+
     // Never healthy: fails within its deadline; the stable release keeps answering.
     let sick = release(&pave, &repo, r#"{"version": "v9", "unhealthy": true}"#);
     let d = deploy(&pave, "prod", &sick);
+    let (code, body) = api(
+        &pave,
+        "POST",
+        "/api/v1/deployments",
+        Some(serde_json::json!({"service": "hello", "env": "prod", "run": sick})),
+    );
+    assert_eq!(code, 409, "one at a time: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pave abort"),
+        "{body}"
+    );
     let detail = wait_done(&pave, &d, minute);
     assert_eq!(status(&detail), "failed", "{detail:#}");
     assert!(

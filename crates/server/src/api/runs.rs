@@ -310,6 +310,9 @@ pub(crate) fn plan_run(
         "env": pipeline.env,
         "defaults": pipeline.defaults,
         "jobs": run_plan.jobs,
+        // Kept with the run so a deployment of its artifact starts it the
+        // way pave.yaml said at this commit.
+        "deploy": doc.deploy,
     });
     Ok((stored, jobs))
 }
