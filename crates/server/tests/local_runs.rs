@@ -223,6 +223,48 @@ async fn a_local_run_is_recorded_through_the_agent_calls_and_never_claimed() {
     .await;
     assert!(tests.to_string().contains("divides"), "{tests}");
     assert_eq!(run_count(&server).await, 1);
+
+    // A second local run of the same commit where the test passes: flaky
+    // detection sees local runs like any other.
+    let (status, again) = call(
+        &server,
+        "post",
+        "/api/v1/runs/local",
+        &dev,
+        Some(local_body(json!({ "jobs": ["test"] }))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let test = &again["jobs"][0];
+    let (status, body) = call(
+        &server,
+        "post",
+        &format!("{}/complete", job_path(test)),
+        &dev,
+        Some(
+            json!({ "lease_token": test["lease_token"], "outcome": "success",
+            "result": { "tests": [
+                { "suite": "unit", "classname": "app", "name": "divides", "status": "passed" }
+            ] } }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, flaky) = call(
+        &server,
+        "get",
+        "/api/v1/tests/flaky?service=hello",
+        &viewer,
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = flaky
+        .as_array()
+        .expect("flaky list")
+        .iter()
+        .filter_map(|f| f["test_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["app::divides"], "{flaky}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
