@@ -46,6 +46,8 @@ pub struct RecordRequest {
 /// The job held on the server for a local job instance.
 #[derive(Clone)]
 struct Lease {
+    /// The job instance key (in the local plan and on the server).
+    key: String,
     job_id: String,
     token: String,
 }
@@ -178,6 +180,7 @@ async fn try_start(
         live.insert(
             key.to_string(),
             Lease {
+                key: key.to_string(),
                 job_id: id.to_string(),
                 token: token.to_string(),
             },
@@ -422,6 +425,8 @@ async fn upload(shared: &Shared, artifacts: &ArtifactStore, digest: &str) -> Res
 /// local run.
 async fn heartbeat(shared: Arc<Shared>, lease_seconds: u64, cancel: CancelSignal) {
     let every = Duration::from_millis(lease_seconds.max(1) * 1000 / 3);
+    // Rounds in a row that could not reach the server; the lease survives two.
+    let mut unreachable = 0;
     loop {
         tokio::time::sleep(every).await;
         if !shared.ok() {
@@ -447,7 +452,13 @@ async fn heartbeat(shared: Arc<Shared>, lease_seconds: u64, cancel: CancelSignal
                     }
                     cancel.cancel();
                 }
-                Ok(_) => {}
+                Ok(_) => unreachable = 0,
+                // Reported between the snapshot and this beat: nothing to keep.
+                Err(e) if is_conflict(&e) && shared.lease(&lease.key).is_none() => {}
+                Err(e) if e.downcast_ref::<ApiFailure>().is_none() && unreachable < 2 => {
+                    unreachable += 1;
+                    break;
+                }
                 Err(e) => {
                     shared.fail(&e);
                     return;
