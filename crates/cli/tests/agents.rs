@@ -246,3 +246,55 @@ fn an_agent_with_a_human_token_stops_with_a_clear_error() {
     assert!(err.contains("pave token create --role agent"), "{err}");
     assert!(err.contains("only agent tokens may claim jobs"), "{err}");
 }
+
+#[test]
+fn pave_up_replaces_an_in_process_agent_token_that_is_not_an_agent_token() {
+    let dir = scratch_dir("agenttoken");
+    let pave = Pave::start(&dir, &[]);
+    // As `pave up` wrote it before the agent role existed: a developer token.
+    let created = json(&pave.cli(&[
+        "token",
+        "create",
+        "--role",
+        "developer",
+        "--name",
+        "old-agent",
+        "--json",
+    ]));
+    let old_id = created["id"].as_str().expect("id").to_string();
+    let (stopped, _) = pave.stop("TERM");
+    assert!(stopped);
+    write(
+        &dir.join(".pave/agent-token"),
+        &format!("{}\n", created["secret"].as_str().expect("secret")),
+    );
+
+    let pave = Pave::start(&dir, &[]);
+    let tokens = json(&pave.cli(&["token", "list", "--json"]));
+    let tokens = tokens.as_array().expect("tokens");
+    let old = tokens
+        .iter()
+        .find(|t| t["id"] == old_id)
+        .expect("old token");
+    assert!(old["revoked_at"].is_string(), "{old}");
+    // A new agent-role token replaced it in the file.
+    let replacement = tokens.iter().find(|t| {
+        t["role"] == "agent"
+            && t["revoked_at"].is_null()
+            && t["created_at"].as_str() > old["created_at"].as_str()
+    });
+    assert!(replacement.is_some(), "{tokens:?}");
+    // And the in-process agent (with the new token) runs jobs.
+    let repo = service_repo(
+        &dir,
+        "fresh",
+        "  jobs:\n    one:\n      steps:\n        - run: echo ran\n",
+    );
+    assert!(
+        pave.cli(&["apply", "-f", &repo.join("pave.yaml").display().to_string()])
+            .status
+            .success()
+    );
+    let run = pave.cli(&["trigger", "fresh", "--wait"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
