@@ -142,10 +142,15 @@ pub struct ListArgs {
 
 /// Options of `pave deployment`.
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  pave deployment 01J9Z4M2S8XQ6B0T7V5K3N1C9D")]
+#[command(
+    after_help = "Examples:\n  pave deployment 01J9Z4M2S8XQ6B0T7V5K3N1C9D\n  pave deployment -f 01J9Z4M2S8XQ6B0T7V5K3N1C9D   # follow until it ends"
+)]
 pub struct ShowArgs {
     /// The deployment id (from `pave deployments`).
     pub id: String,
+    /// Keep printing new log lines until the deployment ends (exit 0 only if it succeeded).
+    #[arg(short, long)]
+    pub follow: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -304,7 +309,7 @@ async fn steer(
         output::json(&d)?;
     } else {
         println!(
-            "{} {} #{} in {} (now {}); follow it with `pave deployment {id}`",
+            "{} {} #{} in {} (now {}); follow it with `pave deployment -f {id}`",
             verb(action),
             str_of(&d, "service"),
             d["number"].as_i64().unwrap_or(0),
@@ -380,7 +385,7 @@ async fn started(client: &Client, d: Value, wait: bool, json_out: bool) -> Resul
     );
     if !wait {
         println!("{id}");
-        eprintln!("Follow it with `pave deployment {id}` or the portal's /deployments/{id}.");
+        eprintln!("Follow it with `pave deployment -f {id}` or the portal's /deployments/{id}.");
         return Ok(ExitCode::SUCCESS);
     }
     follow::follow(client, &id, json_out).await
@@ -445,9 +450,17 @@ pub async fn show(
     server: Option<String>,
     token: Option<String>,
 ) -> Result<ExitCode> {
-    let detail: Value = client(server, token, QUICK)?
+    let client = client(server, token, QUICK)?;
+    let detail: Value = client
         .get(&format!("/api/v1/deployments/{}", urlencode(&args.id)))
         .await?;
+    if args.follow {
+        if !args.json {
+            follow::print_header(&detail["deployment"]);
+            println!();
+        }
+        return follow::follow(&client, &args.id, args.json).await;
+    }
     if args.json {
         output::json(&detail)?;
         return Ok(ExitCode::SUCCESS);

@@ -90,6 +90,15 @@ fn in_flight(status: &str) -> bool {
     matches!(status, "pending" | "progressing" | "paused")
 }
 
+/// The reason while it still says why the deployment is where it is: the
+/// store keeps the last reason after a resume, so a progressing
+/// deployment's reason is stale.
+fn current_reason(d: &DeploymentView) -> Option<&str> {
+    (d.status == "paused" || !in_flight(&d.status))
+        .then_some(d.reason.as_deref())
+        .flatten()
+}
+
 /// `sha256:4f2a9c1b2d3e`.
 fn short_digest(digest: &str) -> &str {
     let cut = digest.find(':').map_or(12, |i| i + 13);
@@ -116,7 +125,7 @@ fn deployments_table(list: &[DeploymentView], with_service: bool) -> Markup {
                         td { (d.env) }
                         td { (d.kind) }
                         td { (d.strategy) }
-                        td { (status_pill(&d.status)) @if let Some(r) = &d.reason { br; span.muted { (r) } } }
+                        td { (status_pill(&d.status)) @if let Some(r) = current_reason(d) { br; span.muted { (r) } } }
                         td { (d.weight) "%" }
                         td.mono { (short_digest(&d.digest)) }
                         td { (d.created_at) }
@@ -344,7 +353,7 @@ fn deploy_state(
     html! {
         div #deploy-state data-live=[live.as_deref()] {
             h1 { (d.service) " #" (d.number) " → " (d.env) " " (status_pill(&d.status)) }
-            @if let Some(r) = &d.reason { p.error { (r) } }
+            @if let Some(r) = current_reason(d) { p.error { (r) } }
             dl.facts {
                 dt { "Service" } dd { a href={ "/services/" (d.service) } { (d.service) } }
                 dt { "Environment" } dd { (d.env) }

@@ -93,10 +93,20 @@ pub fn status_line(d: &Value) -> String {
         }
         s.push_str(&format!(", {}% new)", d["weight"].as_u64().unwrap_or(0)));
     }
-    if let Some(reason) = d["reason"].as_str() {
+    if let Some(reason) = current_reason(d) {
         s.push_str(&format!(" — {reason}"));
     }
     s
+}
+
+/// The reason while it still says why the deployment is where it is: the
+/// server keeps the last reason after a resume, so a progressing
+/// deployment's reason is stale.
+fn current_reason(d: &Value) -> Option<&str> {
+    let status = d["status"].as_str().unwrap_or("");
+    (status == "paused" || FINAL.contains(&status))
+        .then(|| d["reason"].as_str())
+        .flatten()
 }
 
 /// The header of `pave deployment`.
@@ -286,6 +296,23 @@ mod tests {
         assert!(
             render_line(&line, false)
                 .contains("decided 4.2s after the new release first took traffic")
+        );
+    }
+
+    #[test]
+    fn a_stale_reason_is_left_out_of_the_status() {
+        let mut d = json!({ "status": "paused", "stage": "steps", "step": 1, "weight": 20,
+                            "reason": "waiting at a `pause: {}` step" });
+        assert_eq!(
+            status_line(&d),
+            "paused (steps 2, 20% new) — waiting at a `pause: {}` step"
+        );
+        d["status"] = json!("progressing");
+        assert_eq!(status_line(&d), "progressing (steps 2, 20% new)");
+        d["status"] = json!("rolled_back");
+        assert_eq!(
+            status_line(&d),
+            "rolled back — waiting at a `pause: {}` step"
         );
     }
 
