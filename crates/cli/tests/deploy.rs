@@ -56,16 +56,27 @@ fn a_release_goes_dev_staging_prod_and_a_bad_one_rolls_back_on_its_own() {
     let (pave, repo) = setup(&dir);
     let minute = Duration::from_secs(90);
 
-    // v1 everywhere: the first deployment to each environment goes straight to 100%.
-    let v1 = build(&pave);
-    let d = deploy(&pave, "dev", &v1);
-    assert_eq!(status(&wait_done(&pave, &d, minute)), "succeeded");
+    // v1 everywhere through the CLI: `pave deploy` takes the newest green run of the
+    // default branch; the first deployment to each environment goes straight to 100%.
+    let _v1 = build(&pave);
+    let out = pave.cli(&["deploy", "hello", "--env", "dev", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
     let (code, body) = answer(&pave, "dev").expect("dev answers");
     assert_eq!(code, 200);
     assert!(body.starts_with("v1 release"), "{body}");
     for env in ["staging", "prod"] {
-        let d = promote(&pave, env);
-        assert_eq!(status(&wait_done(&pave, &d, minute)), "succeeded", "{env}");
+        let out = pave.cli(&["promote", "hello", "--to", env, "--wait"]);
+        assert!(
+            out.status.success(),
+            "{env}: {}\n{}",
+            common::stdout(&out),
+            stderr(&out)
+        );
     }
     assert!(answer(&pave, "prod").expect("prod").1.starts_with("v1"));
 
@@ -115,9 +126,31 @@ fn a_release_goes_dev_staging_prod_and_a_bad_one_rolls_back_on_its_own() {
         4,
         Duration::from_millis(5),
     );
-    let d = promote(&pave, "prod");
-    let detail = wait_done(&pave, &d, minute);
+    let out = pave.cli(&["promote", "hello", "--to", "prod", "--wait"]);
     let (ok, app_errors, failed) = load.finish();
+    let text = common::stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--wait fails on a rollback: {text}\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains("rolled back"), "{text}");
+    let listed: serde_json::Value = serde_json::from_slice(
+        &pave
+            .cli(&[
+                "deployments",
+                "--service",
+                "hello",
+                "--env",
+                "prod",
+                "--json",
+            ])
+            .stdout,
+    )
+    .expect("deployments json");
+    let d = listed[0]["id"].as_str().expect("id").to_string();
+    let detail = wait_done(&pave, &d, minute);
     assert_eq!(status(&detail), "rolled_back", "{detail:#}");
     let reason = detail["deployment"]["reason"].as_str().unwrap_or_default();
     assert!(

@@ -182,5 +182,20 @@ fn a_killed_server_resumes_the_canary_and_adopts_its_instances() {
     assert!(answer(&pave, "prod").expect("prod").1.starts_with("v2"));
     let verify = pave.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
+
+    // Crash 3: the server and its instances die (a reboot): the live release comes back.
+    pave.kill();
+    for (_, pid) in instances(&dir) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &format!("-{pid}")])
+            .status();
+    }
+    wait_for("the instances to die", Duration::from_secs(10), || {
+        instances(&dir).iter().all(|(_, p)| !alive(*p))
+    });
+    let pave = Pave::start_with(&dir, &args);
+    wait_for("prod to answer again", Duration::from_secs(60), || {
+        answer(&pave, "prod").is_some_and(|(c, b)| c == 200 && b.starts_with("v2"))
+    });
     pave.stop("TERM");
 }

@@ -439,7 +439,8 @@ async fn preview(cx: &Ctx<'_>, mut ph: Phase) -> Result<()> {
             .save("progressing", &ph, vec![], vec![], false, None)
             .await;
     };
-    if let (Some(analysis), Some(since)) = (&bg.analysis, ph.analysis_since_ms) {
+    if let (Some(analysis), Some(since), false) = (&bg.analysis, ph.analysis_since_ms, ph.skip_step)
+    {
         let complete = ph.skip_step || cx.now >= since + PREVIEW_ANALYSIS.as_millis() as u64;
         let verdict = judge(cx, &ph, analysis, None, since, complete).await;
         match decide(cx, &mut ph, analysis, &verdict, complete).await? {
@@ -558,6 +559,16 @@ async fn steps(cx: &Ctx<'_>, mut ph: Phase) -> Result<()> {
             .await
         }
         CanaryStep::Analysis { duration, checks } => {
+            if ph.skip_step {
+                // `pave promote --step`: a human vouches for this step.
+                next_step(&mut ph, cx.now);
+                let log = vec![NewLogEntry::new(
+                    "decision",
+                    "analysis step skipped by `promote --step`",
+                    Value::Null,
+                )];
+                return cx.save("progressing", &ph, log, vec![], false, None).await;
+            }
             let Some(since) = ph.analysis_since_ms else {
                 ph.analysis_since_ms = Some(cx.now);
                 let log = vec![NewLogEntry::new(
@@ -782,4 +793,38 @@ fn restore_stable(cx: &Ctx<'_>, ph: &Phase) {
             .routes
             .remove(&super::host_for(cx.service(), &cx.d.env)),
     }
+}
+
+/// Starts the missing instances of a stable release (after a reboot, or
+/// when they were killed while no server ran): the environment keeps
+/// serving what `env_releases` says is live.
+pub(super) async fn heal(cfg: &ControllerConfig, d: DeploymentRow) -> Result<()> {
+    let Ok(spec) = serde_json::from_value::<DeploymentSpec>(d.spec.clone()) else {
+        return Ok(());
+    };
+    let cx = Ctx {
+        cfg,
+        d: &d,
+        spec,
+        now: now_ms(),
+    };
+    let mut started = 0;
+    for i in 0..cx.spec.deploy.replicas {
+        if cfg.runtime.get(&cx.instance_id(i)).is_none() {
+            match cx.ensure_instance(i).await {
+                Ok(()) => started += 1,
+                Err(why) => {
+                    tracing::warn!(deployment = %d.id, error = %why, "could not restart a stable instance")
+                }
+            }
+        }
+    }
+    if started > 0 {
+        all_to(cfg, cx.service(), &d.env, &d.id);
+        let msg = format!("restarted {started} missing instance(s) of the stable release");
+        cfg.store
+            .append_deployment_log(&d.id, &[NewLogEntry::new("instance", msg, Value::Null)])
+            .await?;
+    }
+    Ok(())
 }

@@ -67,6 +67,7 @@ pub struct ControllerConfig {
 pub struct DeployController {
     cfg: ControllerConfig,
     wake: Arc<Notify>,
+    last_heal: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a command was refused.
@@ -86,6 +87,7 @@ impl DeployController {
         DeployController {
             cfg,
             wake: Arc::new(Notify::new()),
+            last_heal: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -151,8 +153,31 @@ impl DeployController {
                 Err(e) => tracing::warn!(deployment = %id, error = %e, "deployment step failed"),
             }
         }
+        // Keep live releases live: restart what vanished while no server ran
+        // (once per second is plenty; the runtime restarts crashes itself).
+        if self.heal_due() {
+            for d in routes::idle_stable(&self.cfg).await? {
+                drive::heal(&self.cfg, d).await?;
+            }
+        }
         routes::refresh(&self.cfg);
         routes::sweep(&self.cfg).await
+    }
+
+    /// True at most once per second.
+    fn heal_due(&self) -> bool {
+        let now = phase::now_ms();
+        let last = self.last_heal.load(std::sync::atomic::Ordering::Relaxed);
+        now >= last + 1000
+            && self
+                .last_heal
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// Records a human command for the deployment's next tick.

@@ -251,3 +251,28 @@ pub(super) fn refresh(cfg: &ControllerConfig) {
         }
     }
 }
+
+/// The stable deployments of environments with no deployment in flight
+/// (those an in-flight deployment does not already look after).
+pub(super) async fn idle_stable(
+    cfg: &ControllerConfig,
+) -> Result<Vec<pave_store::DeploymentRow>, StoreError> {
+    let active: HashSet<(String, String)> = cfg
+        .store
+        .list_deployments(None, None, 1000)
+        .await?
+        .into_iter()
+        .filter(|d| d.is_active())
+        .map(|d| (d.service_key, d.env))
+        .collect();
+    let mut out = Vec::new();
+    for r in cfg.store.env_releases(None).await? {
+        if active.contains(&(r.service_key.clone(), r.env.clone())) {
+            continue;
+        }
+        if let Some(d) = cfg.store.get_deployment(&r.deployment_id).await? {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
