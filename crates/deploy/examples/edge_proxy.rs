@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use pave_deploy::proxy::{Backend, DEFAULT_ADDR, EdgeProxy, Route};
 
+// The allocator of the `pave` binary, so the bench measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: edge_proxy [--listen ADDR] --route HOST=ADDR[,ADDR...] | --route HOST=RELEASE:WEIGHT@ADDR[,ADDR...][+RELEASE:WEIGHT@ADDR...]";
 
 /// One `--route` argument: `api.prod.localhost=stable:80@127.0.0.1:9000+canary:20@127.0.0.1:9001`.

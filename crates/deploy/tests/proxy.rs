@@ -450,3 +450,17 @@ async fn garbage_from_clients_does_not_hurt_the_proxy() {
     let answer = get(&client(), proxy.addr, "api.prod.localhost", "/").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, "a /"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_the_callers_runtime_without_worker_threads() {
+    let mut proxy = start_proxy_with(Some(0)).await;
+    let a = named_backend("a").await;
+    proxy.routes.set(
+        "api.prod.localhost",
+        route(vec![backend("r1", 100, vec![a])]),
+    );
+    let answer = get(&client(), proxy.addr, "api.prod.localhost", "/inline").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "a /inline"));
+    proxy.shutdown.take().unwrap().send(()).unwrap();
+    proxy.served.await.unwrap();
+}

@@ -1,7 +1,7 @@
-//! Accepting and serving client connections. The proxy runs one
-//! single-threaded runtime per worker thread, all accepting from the same
-//! listening socket, each with its own upstream connection pool: a request is
-//! read, forwarded and answered on one thread, with no cross-thread wakeups
+//! Accepting and serving client connections. One task accepts; each
+//! connection is handed, round robin, to a worker thread running its own
+//! single-threaded runtime and its own upstream connection pool, so a request
+//! is read, forwarded and answered on one thread with no cross-thread wakeups
 //! (measured faster than a work-stealing runtime on a small box).
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::forward::{self, Shared, Worker};
 
@@ -37,58 +37,16 @@ fn upstream_client() -> forward::UpstreamClient {
         .build(connector)
 }
 
-/// Runs `threads` workers on `listener` until `stop` turns true, then waits
-/// for their in-flight requests. Falls back to the calling runtime when a
-/// thread cannot be started.
+/// Accepted connections on their way to a worker.
+type Handoff = mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>;
+
+/// Accepts on `listener` until `stop` turns true, handing connections to
+/// `threads` workers (0: serve them on the caller's runtime), then waits until
+/// every connection has finished its in-flight request.
 pub(crate) async fn run(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     threads: usize,
-    stop: watch::Receiver<bool>,
-) {
-    let (done, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
-    let mut inline = Vec::new();
-    for index in 0..threads.max(1) {
-        let listener = match listener.try_clone() {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "edge proxy: cannot share the listener; fewer workers");
-                break;
-            }
-        };
-        let (shared, stop, done) = (shared.clone(), stop.clone(), done.clone());
-        let started = std::thread::Builder::new()
-            .name(format!("pave-edge-{index}"))
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(worker(listener, shared, stop)),
-                    Err(error) => tracing::error!(%error, "edge proxy worker: no runtime"),
-                }
-                drop(done);
-            });
-        if let Err(error) = started {
-            tracing::warn!(%error, "edge proxy: cannot start a worker thread; serving on the caller's runtime");
-            inline.push(index);
-        }
-    }
-    drop(done);
-    if !inline.is_empty() || threads == 0 {
-        worker(listener, shared, stop).await;
-    } else {
-        // The workers hold clones; this one must not keep the port accepting after they stop.
-        drop(listener);
-    }
-    // Every worker thread holds a sender; this returns when the last one ends.
-    let _ = all_done.recv().await;
-}
-
-/// One worker: accepts on its runtime until stopped, then drains its connections.
-async fn worker(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let listener = match listener
@@ -97,21 +55,48 @@ async fn worker(
     {
         Ok(listener) => listener,
         Err(error) => {
-            tracing::error!(%error, "edge proxy worker: cannot register the listener");
+            tracing::error!(%error, "edge proxy: cannot register the listener");
             return;
         }
     };
-    let worker = Arc::new(Worker {
-        shared,
-        client: upstream_client(),
-    });
-    let (connections, connections_stop) = watch::channel(false);
+    let (done, mut all_done) = mpsc::channel::<()>(1);
+    let mut workers: Vec<Handoff> = Vec::new();
+    for index in 0..threads {
+        let (handoff, incoming) = mpsc::unbounded_channel();
+        let (shared, done) = (shared.clone(), done.clone());
+        let started = std::thread::Builder::new()
+            .name(format!("pave-edge-{index}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(worker(incoming, shared)),
+                    Err(error) => tracing::error!(%error, "edge proxy worker: no runtime"),
+                }
+                drop(done);
+            });
+        match started {
+            Ok(_) => workers.push(handoff),
+            Err(error) => tracing::warn!(%error, "edge proxy: cannot start a worker thread"),
+        }
+    }
+    // Without worker threads, connections are served right here.
+    let (inline, inline_incoming) = mpsc::unbounded_channel();
+    let inline_worker = workers
+        .is_empty()
+        .then(|| tokio::spawn(worker(inline_incoming, shared.clone())));
+    let mut next = 0;
     loop {
         tokio::select! {
             () = stopping(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(worker.clone(), stream, peer, connections_stop.clone()));
+            accepted = listener.accept() => match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
+                Ok(connection) => {
+                    let handoff = if workers.is_empty() { &inline } else { &workers[next % workers.len()] };
+                    next += 1;
+                    if handoff.send(connection).is_err() {
+                        tracing::error!("edge proxy: a worker is gone; connection dropped");
+                    }
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -122,6 +107,41 @@ async fn worker(
         }
     }
     drop(listener);
+    // Closing the handoffs tells each worker to drain and end.
+    drop(workers);
+    drop(inline);
+    if let Some(inline_worker) = inline_worker {
+        let _ = inline_worker.await;
+    }
+    drop(done);
+    // Every worker thread holds a sender; this returns when the last one ends.
+    let _ = all_done.recv().await;
+}
+
+/// One worker: serves the connections handed to it; when the handoff closes,
+/// asks them to finish (in-flight requests complete, idle ones close) and waits.
+async fn worker(
+    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    shared: Arc<Shared>,
+) {
+    let worker = Arc::new(Worker {
+        shared,
+        client: upstream_client(),
+    });
+    let (connections, connections_stop) = watch::channel(false);
+    while let Some((stream, peer)) = incoming.recv().await {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                tokio::spawn(serve_connection(
+                    worker.clone(),
+                    stream,
+                    peer,
+                    connections_stop.clone(),
+                ));
+            }
+            Err(error) => tracing::warn!(%error, "edge proxy worker: cannot register a connection"),
+        }
+    }
     let _ = connections.send(true);
     drop(connections_stop);
     // Every connection task holds a receiver; this returns when the last one ends.

@@ -157,9 +157,17 @@ pub struct RunningProxy {
 }
 
 pub async fn start_proxy() -> RunningProxy {
-    let proxy = EdgeProxy::bind("127.0.0.1:0".parse().unwrap())
+    start_proxy_with(None).await
+}
+
+/// A proxy with `threads` worker threads (`None`: the default, one per core).
+pub async fn start_proxy_with(threads: Option<usize>) -> RunningProxy {
+    let mut proxy = EdgeProxy::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    if let Some(threads) = threads {
+        proxy = proxy.with_threads(threads);
+    }
     let (tx, rx) = oneshot::channel::<()>();
     let addr = proxy.local_addr();
     let routes = proxy.routes();
