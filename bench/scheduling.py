@@ -63,20 +63,27 @@ def main():
         git(repo, "add", ".")
         git(repo, "commit", "-q", "-m", "jobs")
         server.cli("apply", "-f", os.path.join(repo, "pave.yaml"))
+        # Only agent tokens claim jobs.
+        agent_token = server.cli("token", "create", "--role", "agent", "--name", "bench").stdout.strip()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAVE_")}
-        env.update(PAVE_SERVER=server.url, PAVE_TOKEN=server.token)
+        env.update(PAVE_SERVER=server.url, PAVE_TOKEN=agent_token)
         for a in range(AGENTS):
             agents.append(subprocess.Popen(
                 [PAVE, "agent", "--name", f"bench-{a}", "--capacity", "1",
                  "--work-dir", os.path.join(server.dir, f"agent-{a}")],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # agents connected and long-polling
+        dead = [a.args[3] for a in agents if a.poll() is not None]
+        if dead:
+            raise RuntimeError(f"agents exited at start: {', '.join(dead)}")
         t0 = time.perf_counter()
         run_id = server.cli("trigger", "sched").stdout.strip()
         while True:
             run = get(server, f"/api/v1/runs/{run_id}")
             if run["status"] == "finished":
                 break
+            if all(a.poll() is not None for a in agents):
+                raise RuntimeError("every agent exited before the run finished")
             time.sleep(0.05)
         wall = time.perf_counter() - t0
         jobs = run["jobs"]

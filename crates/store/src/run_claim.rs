@@ -15,11 +15,11 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 use crate::runs::{
     JOB_COLUMNS, RUN_STARTED, TASK_FINISHED, TASK_STARTED, expiry, fetch_run_light, job_event,
-    job_from_row, random_token, run_event,
+    job_from_row, random_token, run_event, serialize_writers,
 };
 use crate::{
     Backend, ClaimedJob, JobReport, JobRow, NewEvent, Result, RunRow, Scheduler, Store, StoreError,
-    events, run_graph, time,
+    run_graph, time,
 };
 
 /// Most jobs one claim may take.
@@ -33,19 +33,32 @@ const CLAIMABLE: &str = "c.cancel_requested = 0 AND c.executor = 'agent' \
          WHERE r.run_id = c.run_id AND r.job_id = c.job_id AND r.status = 'running' \
          AND r.id <> c.id) < c.max_parallel)";
 
-/// Whether any job is claimable or reapable now (a cheap read, so idle
-/// pollers do not write): a queued one, or a running one whose lease expired.
-async fn any_claimable(store: &Store, now: &str) -> Result<bool> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT c.id FROM jobs c WHERE c.status = 'queued' AND {CLAIMABLE} \
+/// What a claim may find, from a cheap read first (so idle pollers do not
+/// write, and busy ones skip the statements for expired leases).
+#[derive(PartialEq)]
+enum Outlook {
+    Nothing,
+    /// Only queued jobs.
+    Queued,
+    /// A running job whose lease expired (to reap or re-claim), maybe more.
+    Expired,
+}
+
+async fn outlook(store: &Store, now: &str) -> Result<Outlook> {
+    let status: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT c.status FROM jobs c WHERE c.status = 'running' AND c.lease_expires_at < $1 \
          UNION ALL \
-         SELECT c.id FROM jobs c WHERE c.status = 'running' AND c.lease_expires_at < $1 \
+         SELECT c.status FROM jobs c WHERE c.status = 'queued' AND {CLAIMABLE} \
          LIMIT 1"
     )))
     .bind(now.to_string())
     .fetch_optional(&store.pool)
     .await?;
-    Ok(row.is_some())
+    Ok(match status.as_deref() {
+        None => Outlook::Nothing,
+        Some("running") => Outlook::Expired,
+        Some(_) => Outlook::Queued,
+    })
 }
 
 /// Claims up to `max` runnable jobs for `agent` in one transaction (see
@@ -60,21 +73,28 @@ pub(crate) async fn claim(
     scheduler: Option<&dyn Scheduler>,
 ) -> Result<Vec<ClaimedJob>> {
     let max = max.clamp(1, MAX_CLAIM_BATCH);
-    if !any_claimable(store, &time::now()).await? {
+    let outlook = outlook(store, &time::now()).await?;
+    if outlook == Outlook::Nothing {
         return Ok(Vec::new());
     }
     let mut tx = store.begin().await?;
     let backend = tx.backend();
     let conn = tx.connection();
-    events::lock_head(conn).await?;
+    serialize_writers(conn, backend).await?;
     let now = time::now();
     let expires = expiry(lease)?;
-    let mut evs = reap_cancelled(conn, backend, &now, actor, scheduler).await?;
+    // A lease that expires after the read above is seen by the next claim.
+    let expired = outlook == Outlook::Expired;
+    let mut evs = if expired {
+        reap_cancelled(conn, backend, &now, actor, scheduler).await?
+    } else {
+        Vec::new()
+    };
     let mut runs: HashMap<String, (RunRow, Value)> = HashMap::new();
     let mut claimed = Vec::new();
     while claimed.len() < max {
         let token = random_token()?;
-        let Some(job) = pick(conn, backend, agent, &token, &expires, &now).await? else {
+        let Some(job) = pick(conn, backend, agent, &token, &expires, &now, expired).await? else {
             break;
         };
         if !runs.contains_key(&job.run_id) {
@@ -114,7 +134,8 @@ pub(crate) async fn claim(
 }
 
 /// Leases the next job: one whose lease expired first (it was started
-/// already), else the longest-queued one.
+/// already; only looked for when `expired` ones were seen), else the
+/// longest-queued one.
 async fn pick(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -122,15 +143,21 @@ async fn pick(
     token: &str,
     expires: &str,
     now: &str,
+    expired: bool,
 ) -> Result<Option<JobRow>> {
     let skip_locked = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
-    for candidates in [
-        "c.status = 'running' AND c.lease_expires_at < $4",
-        "c.status = 'queued'",
-    ] {
+    let candidates: &[&str] = if expired {
+        &[
+            "c.status = 'running' AND c.lease_expires_at < $4",
+            "c.status = 'queued'",
+        ]
+    } else {
+        &["c.status = 'queued'"]
+    };
+    for candidates in candidates {
         let picked = sqlx::query(AssertSqlSafe(format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, \
              lease_token = $2, lease_expires_at = $3, started_at = $4 \

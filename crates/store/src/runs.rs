@@ -396,7 +396,7 @@ pub(crate) async fn complete(
     let backend = store.backend;
     let mut tx = store.begin().await?;
     let conn = tx.connection();
-    events::lock_head(conn).await?;
+    serialize_writers(conn, backend).await?;
     let now = time::now();
     let row = sqlx::query(AssertSqlSafe(format!(
         "UPDATE jobs SET status = 'finished', outcome = $1, outputs = $2, result = $3, \
@@ -747,6 +747,17 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<JobRow> {
 }
 
 // --------------------------------------------------------------- helpers
+
+/// Orders this transaction after every other writer of runs (see the
+/// module doc): on PostgreSQL by locking the event head first; on SQLite
+/// `BEGIN IMMEDIATE` already holds the database's one write lock, so the
+/// hot paths (claim, report) skip a statement there.
+pub(crate) async fn serialize_writers(conn: &mut AnyConnection, backend: Backend) -> Result<()> {
+    match backend {
+        Backend::Postgres => events::lock_head(conn).await,
+        Backend::Sqlite => Ok(()),
+    }
+}
 
 /// The lease's end, `lease` from now, in the stored time format.
 pub(crate) fn expiry(lease: Duration) -> Result<String> {

@@ -1,10 +1,13 @@
-//! A clean workspace: the service's repository at the exact commit.
+//! A clean workspace: a git checkout of the service's repository at the
+//! exact commit (detached HEAD), so steps may run `git rev-parse HEAD`,
+//! `git describe` or `git log`.
 //!
-//! Cloning per job costs tens of milliseconds even for a tiny repository, so
-//! the agent keeps one bare mirror per repository (fetching only when a
-//! commit is missing) and one extracted tree per commit; a job's workspace is
-//! a fresh copy of that tree. Workspaces hold the files of the commit, not
-//! its `.git` history (`PAVE_SHA` names the commit).
+//! Cloning per job costs tens of milliseconds and two processes, so the
+//! agent keeps one bare mirror per repository (fetching only when a commit
+//! is missing) and one snapshot per commit: a `git clone --shared` of the
+//! mirror (objects borrowed through alternates, none copied) checked out
+//! at the commit. A job's workspace is a fresh copy of that snapshot,
+//! `.git` included, so every job starts clean and no git runs per job.
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
-/// Serializes mirror updates and tree extraction within one agent.
+/// Serializes mirror updates and snapshot creation within one agent.
 static PREPARE: Mutex<()> = Mutex::const_new(());
 
 async fn git(args: &[&str], dir: Option<&Path>) -> Result<Vec<u8>> {
@@ -78,6 +81,8 @@ async fn mirror(cache: &Path, repository: &str, sha: &str) -> Result<PathBuf> {
         }
         let target = mirror.to_string_lossy().into_owned();
         git(&["clone", "--quiet", "--bare", repository, &target], None).await?;
+        // Snapshots borrow the mirror's objects: never let git prune them.
+        git(&["config", "gc.auto", "0"], Some(&mirror)).await?;
     }
     if !have(mirror.clone()).await {
         bail!("commit {sha} is not in {repository}");
@@ -85,43 +90,62 @@ async fn mirror(cache: &Path, repository: &str, sha: &str) -> Result<PathBuf> {
     Ok(mirror)
 }
 
-/// The extracted files of `sha`, shared read-only by the jobs of that commit.
-async fn tree(cache: &Path, repository: &str, sha: &str) -> Result<PathBuf> {
+/// The checkout of `sha`, shared read-only by the jobs of that commit.
+async fn snapshot(cache: &Path, repository: &str, sha: &str) -> Result<PathBuf> {
     let _guard = PREPARE.lock().await;
-    let tree = cache
+    // `git-` so snapshots made before they carried `.git` are not reused.
+    let snapshot = cache
         .join("trees")
-        .join(format!("{}-{sha}", short_hash(repository)));
-    if tree.is_dir() {
-        return Ok(tree);
+        .join(format!("git-{}-{sha}", short_hash(repository)));
+    if snapshot.is_dir() {
+        return Ok(snapshot);
     }
     let mirror = mirror(cache, repository, sha).await?;
     let staging = cache
         .join("trees")
         .join(format!(".staging-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    let archive = git(&["archive", "--format=tar", sha], Some(&mirror)).await?;
-    unpack(&archive, &staging).await?;
-    std::fs::rename(&staging, &tree).with_context(|| format!("publishing {}", tree.display()))?;
-    Ok(tree)
-}
-
-async fn unpack(archive: &[u8], into: &Path) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(into)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("running tar")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(archive).await?;
+    if let Some(parent) = staging.parent() {
+        std::fs::create_dir_all(parent)?;
     }
-    if !child.wait().await?.success() {
-        bail!("unpacking the commit's files failed");
-    }
-    Ok(())
+    // An empty template: no sample hooks to copy into every workspace.
+    let template = cache.join("git-template");
+    std::fs::create_dir_all(&template)?;
+    let (mirror_arg, staging_arg) = (
+        mirror.to_string_lossy().into_owned(),
+        staging.to_string_lossy().into_owned(),
+    );
+    let template_arg = format!("--template={}", template.display());
+    git(
+        &[
+            "clone",
+            "--quiet",
+            "--shared",
+            "--no-checkout",
+            &template_arg,
+            &mirror_arg,
+            &staging_arg,
+        ],
+        None,
+    )
+    .await?;
+    git(
+        &[
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "--quiet",
+            "--detach",
+            sha,
+        ],
+        Some(&staging),
+    )
+    .await?;
+    // `origin` names the service's repository, as in a CI checkout.
+    git(&["remote", "set-url", "origin", repository], Some(&staging)).await?;
+    std::fs::rename(&staging, &snapshot)
+        .with_context(|| format!("publishing {}", snapshot.display()))?;
+    Ok(snapshot)
 }
 
 /// Copies a tree (files, directories, symlinks, modes) into `to`.
@@ -142,11 +166,16 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Fills `workspace` (which must not exist) with the files of `sha` in `repository`.
+/// Fills `workspace` (which must not exist) with a checkout of `sha` in
+/// `repository`: its files and a `.git` with HEAD detached at `sha`.
 pub async fn checkout(cache: &Path, repository: &str, sha: &str, workspace: &Path) -> Result<()> {
-    let tree = tree(cache, repository, sha).await?;
+    // It becomes a git argument and a directory name: a commit id only.
+    if !(4..=64).contains(&sha.len()) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("`{sha}` is not a commit id");
+    }
+    let snapshot = snapshot(cache, repository, sha).await?;
     let workspace = workspace.to_path_buf();
-    tokio::task::spawn_blocking(move || copy_tree(&tree, &workspace))
+    tokio::task::spawn_blocking(move || copy_tree(&snapshot, &workspace))
         .await
         .context("copying the workspace")??;
     Ok(())

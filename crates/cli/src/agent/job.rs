@@ -13,6 +13,8 @@ use pave_pipeline::runner::{JobContext, JobReport, JobSink, RunEnv, StepReport, 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -77,12 +79,29 @@ impl JobSink for ChannelSink {
     }
 }
 
-/// Runs a claimed job to its one report (or until the lease is lost).
-pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) -> Result<()> {
+/// Runs a claimed job to its one report (or until the lease is lost). When
+/// `stopping` fires (the agent shuts down), the job's steps are stopped and
+/// the job is handed back to the server instead of reported.
+pub async fn run_claimed(
+    client: &Client,
+    options: &AgentOptions,
+    claim: Value,
+    stopping: &CancelSignal,
+) -> Result<()> {
     let claim: Claim = serde_json::from_value(claim)
         .context("the server sent a claim this agent does not understand")?;
     tracing::info!(job = %claim.key, attempt = claim.attempt, "running job");
     let cancel = CancelSignal::new();
+    // Set when the server asked the job to stop (run cancelled, fail-fast):
+    // such a job is reported `cancelled`, never handed back.
+    let asked_to_stop = Arc::new(AtomicBool::new(false));
+    let shutdown = tokio::spawn({
+        let (stopping, cancel) = (stopping.clone(), cancel.clone());
+        async move {
+            stopping.cancelled().await;
+            cancel.cancel();
+        }
+    });
     let (tx, rx) = mpsc::unbounded_channel();
     let shipper = tokio::spawn(ship_logs(
         client.clone(),
@@ -97,6 +116,7 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
         claim.lease_token.clone(),
         options.lease_seconds,
         cancel.clone(),
+        asked_to_stop.clone(),
     ));
 
     let workspace = options
@@ -132,6 +152,7 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
     };
     drop(sink);
     heart.abort();
+    shutdown.abort();
     // Every line reaches the server before the report that ends the job.
     let ran_ms = started.elapsed().as_millis() as u64 - prepare_ms;
     let lost = shipper.await.unwrap_or(false);
@@ -139,6 +160,12 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
     if lost {
         tracing::warn!(job = %claim.key, "lease lost: another agent owns this job now; not reporting");
         return Ok(());
+    }
+    if stopping.is_cancelled()
+        && report.outcome == Outcome::Cancelled
+        && !asked_to_stop.load(Ordering::Relaxed)
+    {
+        return hand_back(client, &claim).await;
     }
     let report = upload_artifacts(client, options, report).await;
     let outcome = serde_json::to_value(report.outcome)?;
@@ -163,6 +190,20 @@ pub async fn run_claimed(client: &Client, options: &AgentOptions, claim: Value) 
         total_ms = started.elapsed().as_millis() as u64,
         "job timings"
     );
+    Ok(())
+}
+
+/// Gives a job this agent stopped (shutting down) back to the server, which
+/// queues it again at once.
+async fn hand_back(client: &Client, claim: &Claim) -> Result<()> {
+    client
+        .post::<_, Value>(
+            &format!("/api/v1/jobs/{}/release", claim.job_id),
+            &json!({ "lease_token": claim.lease_token }),
+        )
+        .await
+        .with_context(|| format!("handing job {} back", claim.key))?;
+    tracing::info!(job = %claim.key, "agent stopping: job handed back to the server");
     Ok(())
 }
 
@@ -291,6 +332,7 @@ async fn heartbeat(
     lease_token: String,
     lease_seconds: u64,
     cancel: CancelSignal,
+    asked_to_stop: Arc<AtomicBool>,
 ) {
     let every = Duration::from_millis(lease_seconds * 1000 / 3);
     loop {
@@ -302,7 +344,10 @@ async fn heartbeat(
             )
             .await;
         match answer {
-            Ok(v) if v["cancel_requested"].as_bool() == Some(true) => cancel.cancel(),
+            Ok(v) if v["cancel_requested"].as_bool() == Some(true) => {
+                asked_to_stop.store(true, Ordering::Relaxed);
+                cancel.cancel();
+            }
             Ok(_) => {}
             Err(e) if is_conflict(&e) => {
                 cancel.cancel();

@@ -93,9 +93,8 @@ pub async fn agent(
         options.capacity,
         options.work_dir.display()
     );
-    tokio::select! {
-        result = crate::agent::run(target, options) => result?,
-        _ = tokio::signal::ctrl_c() => eprintln!("Agent stopping."),
-    }
+    // SIGINT or SIGTERM: running steps are stopped and their jobs handed back.
+    crate::agent::run(target, options, crate::agent::stop_signal()).await?;
+    eprintln!("Agent stopped.");
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -70,6 +70,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         token_path.display()
     );
 
+    let mut agent = None;
     if args.agent_capacity > 0 {
         let agent_token_path = args.data_dir.join(AGENT_TOKEN_FILE);
         ensure_token(&store, &agent_token_path, "in-process-agent", "agent").await?;
@@ -85,11 +86,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             work_dir: std::fs::canonicalize(&args.data_dir)?.join("agent"),
             lease_seconds: 15,
         };
-        tokio::spawn(async move {
-            if let Err(e) = crate::agent::run(target, options).await {
-                tracing::error!(error = %format!("{e:#}"), "in-process agent stopped");
-            }
-        });
+        agent = Some(crate::agent::InProcessAgent::spawn(target, options));
         println!(
             "  agent     in-process, {} job(s) at a time",
             args.agent_capacity
@@ -113,7 +110,14 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let state = AppState::new(store.clone())
         .with_ci(ci)
         .with_deploy(deploy);
-    pave_server::serve(listener, state, shutdown_signal())
+    // The agent stops first, while the server can still take its jobs back.
+    let shutdown = async move {
+        shutdown_signal().await;
+        if let Some(agent) = agent {
+            agent.stop().await;
+        }
+    };
+    pave_server::serve(listener, state, shutdown)
         .await
         .context("serving HTTP")?;
     store.close().await;
