@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Modules: `routes` (table and weighted choice), `forward` (one request),
-//! `body` (retryable request bodies), `metrics` (per-second ring per
-//! release), `histogram` (log-linear latencies), `prometheus` (text format).
+//! `body` (retryable request bodies), `server` (acceptor and worker
+//! threads), `metrics` (per-second ring per release), `histogram`
+//! (log-linear latencies), `prometheus` (text format).
 
 mod body;
 mod forward;
