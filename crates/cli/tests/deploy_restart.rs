@@ -187,7 +187,7 @@ fn a_killed_server_resumes_the_canary_and_adopts_its_instances() {
     pave.kill();
     for (_, pid) in instances(&dir) {
         let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{pid}")])
+            .args(["-s", "KILL", "--", &format!("-{pid}")])
             .status();
     }
     wait_for("the instances to die", Duration::from_secs(10), || {

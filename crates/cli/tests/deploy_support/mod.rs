@@ -301,7 +301,7 @@ impl Drop for Instances {
             };
             if let Some(pid) = v["pid"].as_u64().filter(|p| *p > 1) {
                 let _ = Command::new("kill")
-                    .args(["-KILL", &format!("-{pid}")])
+                    .args(["-s", "KILL", "--", &format!("-{pid}")])
                     .status();
             }
         }
