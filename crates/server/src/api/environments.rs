@@ -226,6 +226,26 @@ pub async fn deployment_metrics(
         .get_deployment(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no deployment `{id}`")))?;
+    Ok(Json(series_of(controller, &d)))
+}
+
+/// The edge proxy's counters in the Prometheus text format (public, for scrapers).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    if let Some(c) = &state.deploy {
+        c.metrics().render_prometheus(&mut out);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Per-second traffic of a deployment's new release and the stable one it
+/// replaces, over the deployment's life (API and portal alike).
+pub(crate) fn series_of(
+    controller: &pave_deploy::controller::DeployController,
+    d: &pave_store::DeploymentRow,
+) -> DeploymentMetrics {
     let phase = Phase::from_json(&d.phase);
     let from =
         chrono::DateTime::parse_from_rfc3339(&d.created_at).map_or(0, |t| t.timestamp() as u64);
@@ -247,19 +267,8 @@ pub async fn deployment_metrics(
             })
             .collect()
     };
-    Ok(Json(DeploymentMetrics {
+    DeploymentMetrics {
         canary: series(&d.id),
         stable: phase.stable_id.as_deref().map(series).unwrap_or_default(),
-    }))
-}
-
-/// The edge proxy's counters in the Prometheus text format (public, for scrapers).
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub async fn prometheus_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut out = String::new();
-    if let Some(c) = &state.deploy {
-        c.metrics().render_prometheus(&mut out);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use maud::{Markup, PreEscaped, html};
-use pave_deploy::controller::{Phase, host_for};
+use pave_deploy::controller::host_for;
 use pave_model::{EntityRef, Kind};
 use pave_store::{DeploymentLogRow, DeploymentRow, EnvReleaseRow};
 use serde::Deserialize;
@@ -317,29 +317,8 @@ fn metrics(state: &AppState, d: &DeploymentRow) -> (Vec<SeriesPoint>, Vec<Series
     let Some(controller) = state.deploy.as_ref() else {
         return (Vec::new(), Vec::new());
     };
-    let phase = Phase::from_json(&d.phase);
-    let from =
-        chrono::DateTime::parse_from_rfc3339(&d.created_at).map_or(0, |t| t.timestamp() as u64);
-    let to = d
-        .finished_at
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map_or(u64::MAX, |t| t.timestamp() as u64 + 2);
-    let series = |release: &str| -> Vec<SeriesPoint> {
-        controller
-            .metrics()
-            .seconds(release, from, to)
-            .into_iter()
-            .map(|s| SeriesPoint {
-                unix_s: s.unix_s,
-                requests: s.requests,
-                errors_5xx: s.status_classes[4],
-                p95_ms: s.latency.quantile(0.95).map(|d| d.as_secs_f64() * 1000.0),
-            })
-            .collect()
-    };
-    let stable = phase.stable_id.as_deref().map(series).unwrap_or_default();
-    (series(&d.id), stable)
+    let m = crate::api::environments::series_of(controller, d);
+    (m.canary, m.stable)
 }
 
 /// The live block: header, charts and log. While the deployment is in
