@@ -1,8 +1,8 @@
 //! Pure domain types and spec parsing for Pave: `pave.yaml`, Backstage
 //! `catalog-info.yaml`, entity references. No I/O lives here.
 
-pub mod deploy_spec;
 mod deploy_parse;
+pub mod deploy_spec;
 pub mod entity;
 pub mod error;
 mod fast_yaml;

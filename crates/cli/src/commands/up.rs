@@ -107,9 +107,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     .await?;
     println!("  edge      http://{edge}/  (Host: <service>.<env>.localhost)");
     println!("Next: `pave apply -f <dir>` in another terminal here. Ctrl-C stops.");
-    let state = AppState::new(store.clone())
-        .with_ci(ci)
-        .with_deploy(deploy);
+    let state = AppState::new(store.clone()).with_ci(ci).with_deploy(deploy);
     // The agent stops first, while the server can still take its jobs back.
     let shutdown = async move {
         shutdown_signal().await;
