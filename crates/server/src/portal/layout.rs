@@ -48,6 +48,7 @@ pub fn page(title: &str, viewer: Option<&Principal>, body: Markup) -> Markup {
                     nav {
                         a href="/" { "Services" }
                         a href="/teams" { "Teams" }
+                        a href="/deployments" { "Deployments" }
                         a href="/api/v1/openapi.json" { "API" }
                     }
                     div.who {
