@@ -21,6 +21,8 @@ pub mod units;
 pub use deploy_spec::{DeploySpec, Strategy};
 pub use entity::{Entity, Kind, Link, Metadata};
 pub use error::{SpecError, SpecErrors};
+/// Located YAML: a document tree whose nodes and keys carry 1-based line/column.
+pub use node::{Entry, Node, NodeKind, Pos, YamlError, parse_documents as parse_yaml_documents};
 pub use parse::{
     ParsedEntity, PaveDocument, RefField, parse_file, parse_pave_yaml, reference_fields,
 };

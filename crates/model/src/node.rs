@@ -23,46 +23,60 @@ use serde_saphyr::Spanned;
 
 /// A 1-based line/column position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Pos {
+pub struct Pos {
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column.
     pub column: usize,
 }
 
 impl Pos {
-    pub(crate) fn new(line: usize, column: usize) -> Pos {
+    /// A position at `line`, `column`.
+    pub fn new(line: usize, column: usize) -> Pos {
         Pos { line, column }
     }
 }
 
 /// One YAML node with its position.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
+    /// The value.
     pub kind: NodeKind,
+    /// Where the value starts.
     pub pos: Pos,
 }
 
 /// The value of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum NodeKind {
+pub enum NodeKind {
+    /// `null` or an empty value.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A number.
     Num(Number),
+    /// A string.
     Str(String),
+    /// A sequence.
     Seq(Vec<Node>),
+    /// A mapping, in document order.
     Map(Vec<Entry>),
 }
 
 /// A mapping entry: key text and position, and the value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
+pub struct Entry {
+    /// The key text.
     pub key: String,
+    /// Where the key starts.
     pub key_pos: Pos,
+    /// The value.
     pub value: Node,
 }
 
 impl Node {
     /// The entries when this node is a mapping.
-    pub(crate) fn entries(&self) -> Option<&[Entry]> {
+    pub fn entries(&self) -> Option<&[Entry]> {
         match &self.kind {
             NodeKind::Map(e) => Some(e),
             _ => None,
@@ -70,12 +84,12 @@ impl Node {
     }
 
     /// The entry for `key` when this node is a mapping.
-    pub(crate) fn entry(&self, key: &str) -> Option<&Entry> {
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
         self.entries()?.iter().find(|e| e.key == key)
     }
 
     /// The string when this node is a string scalar.
-    pub(crate) fn as_str(&self) -> Option<&str> {
+    pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
             NodeKind::Str(s) => Some(s),
             _ => None,
@@ -83,7 +97,7 @@ impl Node {
     }
 
     /// A short description of the node's type for messages.
-    pub(crate) fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &'static str {
         match &self.kind {
             NodeKind::Null => "null",
             NodeKind::Bool(_) => "a boolean",
@@ -95,7 +109,7 @@ impl Node {
     }
 
     /// Converts into a JSON value (positions are dropped).
-    pub(crate) fn into_value(self) -> Value {
+    pub fn into_value(self) -> Value {
         match self.kind {
             NodeKind::Null => Value::Null,
             NodeKind::Bool(b) => Value::Bool(b),
@@ -118,14 +132,16 @@ pub(crate) fn entries_into_map(entries: Vec<Entry>) -> Map<String, Value> {
 
 /// A malformed-YAML error from the general parser.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct YamlError {
+pub struct YamlError {
+    /// Where the parser stopped.
     pub pos: Pos,
+    /// What is wrong.
     pub message: String,
 }
 
 /// Parses every non-empty document of `content` (empty and null documents are
 /// skipped, as Backstage does).
-pub(crate) fn parse_documents(content: &str) -> Result<Vec<Node>, YamlError> {
+pub fn parse_documents(content: &str) -> Result<Vec<Node>, YamlError> {
     if let Some(docs) = crate::fast_yaml::parse(content) {
         return Ok(docs);
     }
