@@ -103,6 +103,13 @@ enum Command {
     /// The environments of the promotion path: list, create.
     #[command(subcommand)]
     Env(commands::deployments::EnvCommand),
+    /// Create a service repository from a golden path (`pave templates` lists them).
+    New(commands::new::NewArgs),
+    /// List the golden-path templates and their versions.
+    Templates(commands::JsonFlag),
+    /// Golden-path templates: show parameters.
+    #[command(subcommand)]
+    Template(commands::templates::TemplateCommand),
 }
 
 fn main() -> ExitCode {
@@ -168,5 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deployments(args) => commands::deployments::list(args, server, token).await,
         Command::Deployment(args) => commands::deployments::show(args, server, token).await,
         Command::Env(cmd) => commands::deployments::env(cmd, server, token).await,
+        Command::New(args) => commands::new::run(args, server, token).await,
+        Command::Templates(args) => commands::templates::list(args.json),
+        Command::Template(cmd) => commands::templates::run(cmd),
     }
 }

@@ -1,6 +1,7 @@
 //! `pave apply -f <file|dir>...`: register teams and services.
 
 use super::client;
+use crate::client::Client;
 use crate::output;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -107,26 +108,8 @@ pub async fn run(
             display_list(&args.files)
         );
     }
-    let mut files = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let content =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        files.push(ApplyFile {
-            path: path.display().to_string(),
-            content,
-            repository: repository_of(path),
-        });
-    }
     let client = client(server, token, Duration::from_secs(300))?;
-    let result: Value = client
-        .post(
-            "/api/v1/apply",
-            &ApplyRequest {
-                files,
-                dry_run: args.dry_run,
-            },
-        )
-        .await?;
+    let result = send(&client, &paths, args.dry_run).await?;
     if args.json {
         output::json(&result)?;
         return Ok(ExitCode::SUCCESS);
@@ -176,6 +159,23 @@ pub async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `paths` (files, as given) in one all-or-nothing apply; the API's answer.
+pub async fn send(client: &Client, paths: &[PathBuf], dry_run: bool) -> Result<Value> {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let content =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        files.push(ApplyFile {
+            path: path.display().to_string(),
+            content,
+            repository: repository_of(path),
+        });
+    }
+    client
+        .post("/api/v1/apply", &ApplyRequest { files, dry_run })
+        .await
 }
 
 fn display_list(paths: &[PathBuf]) -> String {
