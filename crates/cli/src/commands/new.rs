@@ -71,7 +71,8 @@ pub async fn run(args: NewArgs, server: Option<String>, token: Option<String>) -
             return Err(e.context(format!("creating {}", dest.display())));
         }
     };
-    let registration = register(&args, &dest, server, token).await;
+    let owner = report.lock.answers.get("owner").and_then(Value::as_str);
+    let registration = register(owner, &dest, server, token).await;
     let (registered, apply, problem) = match registration {
         Ok(Some(v)) => (true, Some(v), None),
         Ok(None) => (false, None, None),
@@ -221,7 +222,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
 /// `pave apply -f pave.yaml` in the new repo when a server is configured;
 /// `None` without one. The owner team must exist first.
 async fn register(
-    args: &NewArgs,
+    owner: Option<&str>,
     dest: &Path,
     server: Option<String>,
     token: Option<String>,
@@ -230,7 +231,7 @@ async fn register(
         return Ok(None);
     };
     let client = Client::new(target, Duration::from_secs(120))?;
-    if let Some(owner) = &args.owner {
+    if let Some(owner) = owner {
         let team: Result<Value> = client.get(&format!("/api/v1/teams/{owner}")).await;
         if let Err(e) = team {
             if e.downcast_ref::<ApiFailure>()
