@@ -39,6 +39,10 @@ pub struct Cli {
 enum Command {
     /// Start the platform: API, portal and event log on an embedded database.
     Up(commands::up::UpArgs),
+    /// The whole paved road in a few minutes: a service from a golden path,
+    /// its pipeline, dev → staging → prod through a canary under load, and a
+    /// bad release rolled back on its own. Leaves the portal running.
+    Demo(commands::demo::DemoArgs),
     /// Save a server URL and token for later commands.
     Login(commands::login::LoginArgs),
     /// Forget saved credentials.
@@ -143,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (server, token) = (cli.server, cli.token);
     match cli.command {
         Command::Up(args) => commands::up::run(args).await,
+        Command::Demo(args) => commands::demo::run(args).await,
         Command::Login(args) => commands::login::login(args, server, token).await,
         Command::Logout => commands::login::logout(),
         Command::Whoami(args) => commands::login::whoami(args, server, token).await,

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod audit;
 pub mod catalog;
+pub mod demo;
 pub mod deployments;
 pub mod login;
 pub mod new;
