@@ -4,6 +4,7 @@
 //! server (and a clear message when the owner team is missing).
 
 mod common;
+mod deploy_support;
 
 use common::{Pave, pave_cmd, scratch_dir, stderr, stdout, write};
 use std::path::Path;
@@ -181,8 +182,10 @@ fn bad_input_is_refused_before_anything_is_written() {
 }
 
 #[test]
-fn with_a_server_the_new_service_is_registered_with_its_owner() {
+fn with_a_server_the_new_service_is_registered_with_its_owner_and_shipped_to_dev() {
     let dir = scratch_dir("new-server");
+    // Declared first so it drops last: the instances die after the server.
+    let _instances = deploy_support::Instances(dir.clone());
     let pave = Pave::start(&dir, &[]);
     write(
         &dir.join("teams.yaml"),
@@ -203,6 +206,16 @@ fn with_a_server_the_new_service_is_registered_with_its_owner() {
         "{}",
         stdout(&made)
     );
+    // Its first pipeline ran and it answers in dev through the edge proxy.
+    let said = format!("{}{}", stdout(&made), stderr(&made));
+    assert!(said.contains("run #1 success"), "{said}");
+    assert!(
+        said.contains("deployment #1 of hello to dev succeeded"),
+        "{said}"
+    );
+    let (code, body) = deploy_support::answer(&pave, "dev").expect("dev answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("hello from hello"), "{body}");
     let services = pave.cli(&["services"]);
     assert!(stdout(&services).contains("hello"), "{}", stdout(&services));
     let service = pave.cli(&["service", "hello", "--json"]);

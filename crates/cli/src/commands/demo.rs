@@ -72,8 +72,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     std::fs::write(dir.join("team.yaml"), TEAM)?;
     pave.run(&["apply", "-f", "team.yaml"]).await?;
 
+    let load = Load::start(args.edge_listen);
     step(
-        "Creating a service from the python-http golden path",
+        "Creating a service from the python-http golden path; with a server, `pave new` also runs its first pipeline (tests, JUnit, package) and deploys it to dev (rolling)",
         "pave new python-http hello --owner platform",
     );
     pave.run(&[
@@ -86,20 +87,6 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "hello",
     ])
     .await?;
-
-    step(
-        "Running its pipeline on the in-process agent (tests, JUnit, package)",
-        "pave trigger hello --wait",
-    );
-    pave.run(&["trigger", "hello", "--wait"]).await?;
-
-    let load = Load::start(args.edge_listen);
-    step(
-        "Deploying to dev (rolling)",
-        "pave deploy hello --env dev --wait",
-    );
-    pave.run(&["deploy", "hello", "--env", "dev", "--wait"])
-        .await?;
     step(
         "Promoting the same artifact to staging (blue-green)",
         "pave promote hello --to staging --wait",

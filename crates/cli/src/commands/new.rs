@@ -44,6 +44,9 @@ pub struct NewArgs {
     /// Render into a directory that is not empty.
     #[arg(long)]
     pub force: bool,
+    /// Only register the service; do not run its first pipeline and deploy it to dev.
+    #[arg(long)]
+    pub no_ship: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -72,14 +75,33 @@ pub async fn run(args: NewArgs, server: Option<String>, token: Option<String>) -
         }
     };
     let owner = report.lock.answers.get("owner").and_then(Value::as_str);
+    let (server_for_ship, token_for_ship) = (server.clone(), token.clone());
     let registration = register(owner, &dest, server, token).await;
     let (registered, apply, problem) = match registration {
         Ok(Some(v)) => (true, Some(v), None),
         Ok(None) => (false, None, None),
         Err(e) => (false, None, Some(format!("{e:#}"))),
     };
+    // Registered on a server: run the first pipeline and put it in dev, so
+    // the new service answers before the user has touched it.
+    let shipped = if registered && !args.no_ship {
+        Some(
+            ship(
+                &args.name,
+                &dest,
+                args.json,
+                server_for_ship,
+                token_for_ship,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let cd = format!("cd {}", dest.display());
-    let next = if registered {
+    let next = if shipped == Some(true) {
+        format!("{cd} && pave promote {} --to staging --wait", args.name)
+    } else if registered {
         format!("{cd} && pave trigger {}", args.name)
     } else if problem.is_some() {
         format!("{cd} && pave apply -f pave.yaml")
@@ -96,6 +118,7 @@ pub async fn run(args: NewArgs, server: Option<String>, token: Option<String>) -
             "answers": report.lock.answers,
             "commit": commit,
             "registered": registered,
+            "shipped_to_dev": shipped,
             "apply": apply,
             "problem": problem,
             "next": next,
@@ -130,7 +153,7 @@ pub async fn run(args: NewArgs, server: Option<String>, token: Option<String>) -
         }
         println!("Next: {next}");
     }
-    Ok(if problem.is_some() {
+    Ok(if problem.is_some() || shipped == Some(false) {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -251,4 +274,49 @@ async fn register(
     }
     let result = super::apply::send(&client, &[dest.join("pave.yaml")], false).await?;
     Ok(Some(result))
+}
+
+/// Runs `pave trigger <name> --wait` and `pave deploy <name> --env dev --wait`
+/// in the new repository (the same server and token); true when both succeed.
+async fn ship(
+    name: &str,
+    repo: &std::path::Path,
+    json: bool,
+    server: Option<String>,
+    token: Option<String>,
+) -> Result<bool> {
+    let exe = std::env::current_exe().context("finding the pave binary")?;
+    let target = config::resolve_configured(server, token)?;
+    for args in [
+        vec!["trigger", name, "--wait"],
+        vec!["deploy", name, "--env", "dev", "--wait"],
+    ] {
+        if !json {
+            println!("  $ pave {}", args.join(" "));
+        }
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.current_dir(repo).args(&args);
+        if let Some(t) = &target {
+            cmd.env("PAVE_SERVER", &t.server);
+            if let Some(token) = &t.token {
+                cmd.env("PAVE_TOKEN", token);
+            }
+        }
+        if json {
+            // Keep stdout for the one JSON document; progress goes to stderr.
+            cmd.stdout(std::process::Stdio::null());
+        }
+        let status = cmd
+            .status()
+            .await
+            .with_context(|| format!("running pave {}", args.join(" ")))?;
+        if !status.success() {
+            eprintln!(
+                "warning: `pave {}` failed; the service is registered, fix it and run that again",
+                args.join(" ")
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
