@@ -435,16 +435,32 @@ impl Store {
         rows.iter().map(deployment_from_row).collect()
     }
 
-    /// The in-flight deployment of a service in an environment.
-    pub async fn active_deployment(
-        &self,
-        service_key: &str,
-        env: &str,
-    ) -> Result<Option<DeploymentRow>> {
-        let mut tx = self.begin().await?;
-        let row = active_in(&mut tx, service_key, env).await?;
-        tx.rollback().await?;
-        Ok(row)
+    /// Every in-flight deployment, oldest first.
+    pub async fn active_deployments(&self) -> Result<Vec<DeploymentRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM deployments \
+             WHERE status IN ('pending', 'progressing', 'paused') ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    /// The deployments that are some environment's stable release (what
+    /// runs where, with everything the controller needs to run it).
+    pub async fn stable_deployments(&self) -> Result<Vec<DeploymentRow>> {
+        let columns: String = COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {columns} FROM env_releases r JOIN deployments d ON d.id = r.deployment_id \
+             ORDER BY r.service_key, r.env"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_from_row).collect()
     }
 
     /// Applies one controller step if the deployment is still at

@@ -81,6 +81,14 @@ async fn one_in_flight_per_service_and_environment() {
             .create_deployment(&new("staging", "sha256:aa"))
             .await
             .unwrap();
+        let active: Vec<String> = store
+            .active_deployments()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.env)
+            .collect();
+        assert_eq!(active, ["dev", "staging"]);
         // An unknown environment changes nothing.
         let head = store.head_seq().await.unwrap();
         assert!(matches!(
@@ -151,6 +159,9 @@ async fn transitions_are_compare_and_set_and_move_the_stable_release() {
             .await
             .unwrap();
         assert_eq!(live.len(), 1);
+        let stable = store.stable_deployments().await.unwrap();
+        assert_eq!(stable.len(), 1);
+        assert_eq!(stable[0].id, d.id);
         assert_eq!(
             (
                 live[0].env.as_str(),

@@ -155,13 +155,15 @@ impl DeployController {
         }
         // Keep live releases live: restart what vanished while no server ran
         // (once per second is plenty; the runtime restarts crashes itself).
+        let world = routes::World::load(&self.cfg).await?;
         if self.heal_due() {
-            for d in routes::idle_stable(&self.cfg).await? {
-                drive::heal(&self.cfg, d).await?;
+            for d in world.idle_stable() {
+                drive::heal(&self.cfg, d.clone()).await?;
             }
         }
         routes::refresh(&self.cfg);
-        routes::sweep(&self.cfg).await
+        routes::sweep(&self.cfg, &world);
+        Ok(())
     }
 
     /// True at most once per second.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use pave_store::StoreError;
+use pave_store::{DeploymentRow, StoreError};
 
 use super::phase::{Phase, now_ms};
 use super::{ControllerConfig, DeploymentSpec, host_for};
@@ -150,19 +150,14 @@ pub(super) fn retire(cfg: &ControllerConfig, instances: Vec<InstanceId>, drain: 
 /// After a restart: every service's route from the stable releases and the
 /// in-flight deployments' recorded weights.
 pub(super) async fn restore(cfg: &ControllerConfig) -> Result<(), StoreError> {
-    for r in cfg.store.env_releases(None).await? {
-        let Some(d) = cfg.store.get_deployment(&r.deployment_id).await? else {
-            continue;
-        };
+    let world = World::load(cfg).await?;
+    for d in &world.stable {
         let Ok(spec) = serde_json::from_value::<DeploymentSpec>(d.spec.clone()) else {
             continue;
         };
-        all_to(cfg, &spec.service, &r.env, &r.deployment_id);
+        all_to(cfg, &spec.service, &d.env, &d.id);
     }
-    for d in cfg.store.list_deployments(None, None, 1000).await? {
-        if !d.is_active() {
-            continue;
-        }
+    for d in &world.active {
         let Ok(spec) = serde_json::from_value::<DeploymentSpec>(d.spec.clone()) else {
             continue;
         };
@@ -181,44 +176,79 @@ pub(super) async fn restore(cfg: &ControllerConfig) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What the store says should run, read once per reconcile pass: the stable
+/// release of every environment and the in-flight deployments.
+pub(super) struct World {
+    pub(super) stable: Vec<DeploymentRow>,
+    pub(super) active: Vec<DeploymentRow>,
+}
+
+impl World {
+    pub(super) async fn load(cfg: &ControllerConfig) -> Result<World, StoreError> {
+        Ok(World {
+            stable: cfg.store.stable_deployments().await?,
+            active: cfg.store.active_deployments().await?,
+        })
+    }
+
+    /// The stable deployments of environments with no deployment in flight
+    /// (those an in-flight deployment does not already look after).
+    pub(super) fn idle_stable(&self) -> impl Iterator<Item = &DeploymentRow> {
+        let busy: HashSet<(&str, &str)> = self
+            .active
+            .iter()
+            .map(|d| (d.service_key.as_str(), d.env.as_str()))
+            .collect();
+        self.stable
+            .iter()
+            .filter(move |d| !busy.contains(&(d.service_key.as_str(), d.env.as_str())))
+    }
+}
+
 /// Stops instances that belong to no stable release, no in-flight
 /// deployment, and no release kept warm for an instant rollback.
-pub(super) async fn sweep(cfg: &ControllerConfig) -> Result<(), StoreError> {
+pub(super) fn sweep(cfg: &ControllerConfig, world: &World) {
     let instances = cfg.runtime.list();
     if instances.is_empty() {
-        return Ok(());
+        return;
     }
-    let mut keep: HashSet<String> = HashSet::new();
+    let mut keep: HashSet<&str> = HashSet::new();
     let now = now_ms();
-    for r in cfg.store.env_releases(None).await? {
-        keep.insert(r.deployment_id.clone());
-        if let Some(d) = cfg.store.get_deployment(&r.deployment_id).await? {
-            let phase = Phase::from_json(&d.phase);
-            if phase.keep_previous_until_ms.is_some_and(|t| t > now)
-                && let Some(prev) = phase.stable_id
-            {
-                keep.insert(prev);
-            }
+    for d in &world.stable {
+        keep.insert(&d.id);
+    }
+    let stable_phases: Vec<Phase> = world
+        .stable
+        .iter()
+        .map(|d| Phase::from_json(&d.phase))
+        .collect();
+    for phase in &stable_phases {
+        if phase.keep_previous_until_ms.is_some_and(|t| t > now)
+            && let Some(prev) = &phase.stable_id
+        {
+            keep.insert(prev);
         }
     }
-    for d in cfg.store.list_deployments(None, None, 1000).await? {
-        if d.is_active() {
-            keep.insert(d.id.clone());
-            if let Some(prev) = Phase::from_json(&d.phase).stable_id {
-                keep.insert(prev);
-            }
+    let active_phases: Vec<Phase> = world
+        .active
+        .iter()
+        .map(|d| Phase::from_json(&d.phase))
+        .collect();
+    for (d, phase) in world.active.iter().zip(&active_phases) {
+        keep.insert(&d.id);
+        if let Some(prev) = &phase.stable_id {
+            keep.insert(prev);
         }
     }
     let orphans: Vec<InstanceId> = instances
         .into_iter()
-        .filter(|i| !keep.contains(&i.spec.release))
+        .filter(|i| !keep.contains(i.spec.release.as_str()))
         .map(|i| i.id)
         .collect();
     if !orphans.is_empty() {
         tracing::info!(count = orphans.len(), "stopping instances no release needs");
         retire(cfg, orphans, Duration::ZERO);
     }
-    Ok(())
 }
 
 /// Re-points every route's backends at their releases' current instance
@@ -250,29 +280,4 @@ pub(super) fn refresh(cfg: &ControllerConfig) {
             cfg.routes.set(&host, Route { backends });
         }
     }
-}
-
-/// The stable deployments of environments with no deployment in flight
-/// (those an in-flight deployment does not already look after).
-pub(super) async fn idle_stable(
-    cfg: &ControllerConfig,
-) -> Result<Vec<pave_store::DeploymentRow>, StoreError> {
-    let active: HashSet<(String, String)> = cfg
-        .store
-        .list_deployments(None, None, 1000)
-        .await?
-        .into_iter()
-        .filter(|d| d.is_active())
-        .map(|d| (d.service_key, d.env))
-        .collect();
-    let mut out = Vec::new();
-    for r in cfg.store.env_releases(None).await? {
-        if active.contains(&(r.service_key.clone(), r.env.clone())) {
-            continue;
-        }
-        if let Some(d) = cfg.store.get_deployment(&r.deployment_id).await? {
-            out.push(d);
-        }
-    }
-    Ok(out)
 }
